@@ -1,0 +1,397 @@
+//! `kms-audit`: the command line. Argument parsing and glue only; the work is in the
+//! `kms_audit` library.
+
+mod demo;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use kms_audit::generate::{GenConfig, generate_tree};
+use kms_audit::ingest::{ObjectError, ObjectReport, RunSummary, ingest_all, local_sources};
+use kms_audit::lake::LocalLake;
+use kms_audit::query::{OutputFormat, open_local, run_sql, write_batches};
+use kms_audit::schema::{COLUMNS, PARTITION_COLUMN, PARTITION_DOC};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kms-audit",
+    version,
+    about = "A typed, queryable audit trail of AWS KMS key usage from CloudTrail logs",
+    long_about = "A typed, queryable audit trail of AWS KMS key usage from CloudTrail logs.\n\n\
+                  Start with `kms-audit demo`: it generates a sample CloudTrail tree with \
+                  planted incidents, ingests it and queries it. No AWS account needed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Extract the KMS events of CloudTrail logs into the lake
+    Ingest {
+        /// CloudTrail files (.json.gz, .json) or directories (walked recursively)
+        #[arg(required = true)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        lake: LakeArg,
+        /// Print the run summary as one JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run SQL over the lake (no SQL: an interactive prompt)
+    Sql {
+        /// The query; table `kms_events`
+        sql: Option<String>,
+        #[command(flatten)]
+        lake: LakeArg,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Generate a sample CloudTrail tree with planted incidents, ingest it and query it
+    Demo {
+        /// Where to put the sample tree and its lake
+        #[arg(long, default_value = "./kms-demo")]
+        dir: PathBuf,
+    },
+    /// Write a synthetic CloudTrail tree (what `demo` uses; also for tests and benchmarks)
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Accounts in the organization (1-3)
+        #[arg(long, default_value_t = 3)]
+        accounts: usize,
+        /// Regions (comma-separated)
+        #[arg(long, default_value = "us-east-1,eu-west-1", value_delimiter = ',')]
+        regions: Vec<String>,
+        /// Mean KMS records per account, region and hour at the daily peak
+        #[arg(long, default_value_t = 120)]
+        kms_per_hour: u32,
+        /// Non-KMS records per KMS record
+        #[arg(long, default_value_t = 1.5)]
+        noise: f64,
+        /// Do not plant incidents
+        #[arg(long)]
+        no_incidents: bool,
+        /// Write the manifest (files, counts per event name, incidents) to this file
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Print the columns of `kms_events` with their meaning
+    Schema,
+}
+
+#[derive(clap::Args, Debug)]
+struct LakeArg {
+    /// The lake: a directory (default from KMS_AUDIT_LAKE, else ./kms-lake)
+    #[arg(long, env = "KMS_AUDIT_LAKE", default_value = "./kms-lake")]
+    lake: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => OutputFormat::Table,
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Ingest {
+            sources,
+            lake,
+            json,
+        } => cmd_ingest(&sources, &lake.lake, json),
+        Command::Sql { sql, lake, format } => cmd_sql(sql.as_deref(), &lake.lake, format.into()),
+        Command::Demo { dir } => demo::run(&dir),
+        Command::Generate {
+            out,
+            hours,
+            seed,
+            accounts,
+            regions,
+            kms_per_hour,
+            noise,
+            no_incidents,
+            manifest,
+        } => {
+            let cfg = GenConfig {
+                seed,
+                hours,
+                accounts,
+                regions,
+                kms_per_hour,
+                noise_per_kms: noise,
+                incidents: !no_incidents,
+                ..GenConfig::default()
+            };
+            let m = generate_tree(&cfg, &out)
+                .with_context(|| format!("generating into {}", out.display()))?;
+            if let Some(path) = manifest {
+                let f = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                serde_json::to_writer_pretty(f, &m)?;
+            }
+            println!(
+                "wrote {} log files ({} records, {} KMS, {:.1} MB raw JSON), {} digest and {} Insights files, {} planted incidents under {}",
+                m.log_files.len(),
+                m.records,
+                m.kms_records,
+                m.raw_bytes as f64 / 1e6,
+                m.digest_files.len(),
+                m.insight_files.len(),
+                m.incidents.len(),
+                out.display()
+            );
+            Ok(0)
+        }
+        Command::Schema => {
+            for c in COLUMNS {
+                println!(
+                    "{:<36} {:<22} {}",
+                    c.name,
+                    format!("{:?}{}", c.ty, if c.nullable { "" } else { " NOT NULL" }),
+                    c.doc
+                );
+            }
+            println!(
+                "{PARTITION_COLUMN:<36} {:<22} {PARTITION_DOC}",
+                "Date (partition)"
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Opens a local lake, refusing URLs this build cannot write.
+pub(crate) fn local_lake(lake: &str) -> Result<LocalLake> {
+    if lake.contains("://") {
+        bail!("lake {lake}: only local directory lakes are supported by this build");
+    }
+    LocalLake::open(lake).with_context(|| format!("opening lake {lake}"))
+}
+
+pub(crate) fn cmd_ingest(sources: &[String], lake: &str, json: bool) -> Result<i32> {
+    let store = local_lake(lake)?;
+    let mut paths = Vec::new();
+    for s in sources {
+        if s.contains("://") {
+            bail!("source {s}: only local files and directories are supported by this build");
+        }
+        paths.push(PathBuf::from(s));
+    }
+    let (objects, skipped) = local_sources(&paths)?;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = ProgressBar::new(objects.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} objects  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let totals = Mutex::new((0u64, 0u64));
+    let progress = |r: &Result<ObjectReport, ObjectError>| {
+        if let Some(bar) = &bar {
+            if let Ok(rep) = r {
+                let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                t.0 += rep.counts.records;
+                t.1 += rep.counts.kms_events;
+                bar.set_message(format!("{} records, {} KMS events", t.0, t.1));
+            }
+            bar.inc(1);
+        }
+    };
+    let mut run = ingest_all(&objects, &store, &progress);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    run.objects_skipped = skipped.len() as u64;
+    report_problems(&run);
+    print_summary(&run, json)?;
+    Ok(if run.objects_failed > 0 { 1 } else { 0 })
+}
+
+fn report_problems(run: &RunSummary) {
+    let mut err = std::io::stderr().lock();
+    for f in &run.failures {
+        let _ = writeln!(
+            err,
+            "error: {f} ({}; nothing from this object was written)",
+            if f.retryable() {
+                "retryable"
+            } else {
+                "not retryable"
+            }
+        );
+    }
+    for r in run.reports.iter().filter(|r| r.counts.rejected > 0) {
+        let first = r
+            .reject_examples
+            .first()
+            .map(|x| {
+                format!(
+                    "{} (event {})",
+                    x.reason,
+                    x.event_id.as_deref().unwrap_or("?")
+                )
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            err,
+            "warning: {}: {} record(s) rejected, first: {first}; kept with reasons in {}",
+            r.uri,
+            r.counts.rejected,
+            r.rejects_file.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
+    let c = &run.counts;
+    let files: usize = run.reports.iter().map(|r| r.published.files.len()).sum();
+    if json {
+        let v = serde_json::json!({
+            "objects": run.objects,
+            "objects_failed": run.objects_failed,
+            "objects_skipped": run.objects_skipped,
+            "records": c.records,
+            "kms_events": c.kms_events,
+            "skipped": c.skipped,
+            "rejected": c.rejected,
+            "bytes_in": c.bytes_in,
+            "bytes_decompressed": c.bytes_decompressed,
+            "files_written": files,
+            "seconds": (run.seconds * 1000.0).round() / 1000.0,
+        });
+        println!("{v}");
+    } else {
+        let mb = c.bytes_decompressed as f64 / 1e6;
+        println!(
+            "{} objects ({} failed, {} skipped by name): {} records = {} KMS events + {} skipped + {} rejected; {} Parquet files; {:.1} MB ({:.1} MB compressed) in {:.2}s ({:.0} MB/s)",
+            run.objects,
+            run.objects_failed,
+            run.objects_skipped,
+            c.records,
+            c.kms_events,
+            c.skipped,
+            c.rejected,
+            files,
+            mb,
+            c.bytes_in as f64 / 1e6,
+            run.seconds,
+            mb / run.seconds.max(1e-9)
+        );
+    }
+    if !c.reconciles() {
+        bail!("internal error: record counts do not reconcile: {c:?}");
+    }
+    Ok(())
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn cmd_sql(sql: Option<&str>, lake: &str, format: OutputFormat) -> Result<i32> {
+    let store = local_lake(lake)?;
+    let rt = runtime()?;
+    let ctx = open_local(store.root())?;
+    let mut out = std::io::stdout().lock();
+    match sql {
+        Some(q) => {
+            let batches = rt.block_on(run_sql(&ctx, q))?;
+            write_batches(&mut out, &batches, format)?;
+            Ok(0)
+        }
+        None => interactive(&rt, &ctx, store.root(), format),
+    }
+}
+
+/// A minimal prompt: statements end with ';'. `\q` quits.
+fn interactive(
+    rt: &tokio::runtime::Runtime,
+    ctx: &datafusion::prelude::SessionContext,
+    root: &Path,
+    format: OutputFormat,
+) -> Result<i32> {
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!(
+            "kms-audit SQL over {} (table kms_events). End statements with ';', \\q to quit.",
+            root.display()
+        );
+    }
+    let mut buf = String::new();
+    let mut line = String::new();
+    let stdin = std::io::stdin();
+    let mut failed = false;
+    loop {
+        if tty {
+            eprint!("{}", if buf.is_empty() { "kms> " } else { "...> " });
+        }
+        line.clear();
+        if stdin.read_line(&mut line)? == 0 {
+            break;
+        }
+        let t = line.trim();
+        if buf.is_empty() && (t == "\\q" || t == "quit" || t == "exit") {
+            break;
+        }
+        buf.push_str(&line);
+        if !t.ends_with(';') {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match rt.block_on(run_sql(ctx, buf.trim())) {
+            Ok(batches) => {
+                let mut out = std::io::stdout().lock();
+                write_batches(&mut out, &batches, format)?;
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                if tty {
+                    eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+        buf.clear();
+    }
+    Ok(if failed && !tty { 1 } else { 0 })
+}

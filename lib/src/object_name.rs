@@ -1,0 +1,230 @@
+//! CloudTrail object names.
+//!
+//! CloudTrail delivers to
+//! `[prefix/]AWSLogs/[o-orgid/]<account>/CloudTrail/<region>/YYYY/MM/DD/<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<unique>.json.gz`
+//! with digests under `CloudTrail-Digest/` and Insights events under `CloudTrail-Insight/`.
+//! [`classify_name`] tells those apart; [`ObjectName::parse`] extracts the parts of a log
+//! object's name.
+
+/// What an object is, judged by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A CloudTrail log file (follows the layout).
+    Log(ObjectName),
+    /// A name that does not follow the layout but looks like JSON records (an export):
+    /// read it and let the content decide.
+    Json,
+    /// Not something to ingest; the reason says why.
+    Skip(SkipReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    Digest,
+    Insight,
+    NotJson,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SkipReason::Digest => "CloudTrail digest file (no events)",
+            SkipReason::Insight => "CloudTrail Insights file (not API events)",
+            SkipReason::NotJson => "not a CloudTrail log or JSON file",
+        })
+    }
+}
+
+/// The parts of a CloudTrail log object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName {
+    /// Everything before `AWSLogs/` (without the trailing slash), if any.
+    pub prefix: Option<String>,
+    /// The organization id of an organization trail (`o-...`).
+    pub org_id: Option<String>,
+    /// The account in the path (can differ from the records' recipientAccountId).
+    pub account: String,
+    pub region: String,
+    /// `YYYY-MM-DD` from the path.
+    pub date: String,
+    /// The delivery stamp `YYYYMMDDTHHmmZ` from the file name.
+    pub stamp: String,
+    /// The 16-character unique suffix.
+    pub unique: String,
+    /// The key from `AWSLogs/` on: identical for the same object wherever it is copied.
+    pub canonical: String,
+}
+
+fn is_digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl ObjectName {
+    /// Parses a log object key or path. Returns None unless it follows the layout exactly.
+    pub fn parse(key: &str) -> Option<ObjectName> {
+        let key = key.replace('\\', "/");
+        let at = find_segment(&key, "AWSLogs")?;
+        let prefix = key[..at].trim_end_matches('/');
+        let canonical = key[at..].to_owned();
+        let mut parts: Vec<&str> = canonical.split('/').collect();
+        // AWSLogs / [o-org /] account / CloudTrail / region / Y / M / D / file
+        let org_id = if parts.len() == 9 && parts[1].starts_with("o-") {
+            Some(parts.remove(1).to_owned())
+        } else {
+            None
+        };
+        if parts.len() != 8 || parts[2] != "CloudTrail" {
+            return None;
+        }
+        let (account, region, y, m, d, file) =
+            (parts[1], parts[3], parts[4], parts[5], parts[6], parts[7]);
+        if !is_digits(account, 12) || !is_digits(y, 4) || !is_digits(m, 2) || !is_digits(d, 2) {
+            return None;
+        }
+        let stem = file
+            .strip_suffix(".json.gz")
+            .or_else(|| file.strip_suffix(".json"))?;
+        let expected = format!("{account}_CloudTrail_{region}_");
+        let rest = stem.strip_prefix(&expected)?;
+        let (stamp, unique) = rest.split_once('_')?;
+        if stamp.len() != 14 || !stamp.ends_with('Z') || unique.is_empty() {
+            return None;
+        }
+        Some(ObjectName {
+            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            org_id,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            date: format!("{y}-{m}-{d}"),
+            stamp: stamp.to_owned(),
+            unique: unique.to_owned(),
+            canonical,
+        })
+    }
+}
+
+/// Byte index of a whole path segment.
+fn find_segment(path: &str, segment: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = path[from..].find(segment) {
+        let at = from + i;
+        let before_ok = at == 0 || path.as_bytes()[at - 1] == b'/';
+        let after = at + segment.len();
+        let after_ok = path.as_bytes().get(after) == Some(&b'/');
+        if before_ok && after_ok {
+            return Some(at);
+        }
+        from = after;
+    }
+    None
+}
+
+/// Classifies an object by its key or path.
+pub fn classify_name(key: &str) -> ObjectKind {
+    let norm = key.replace('\\', "/");
+    let file = norm.rsplit('/').next().unwrap_or(&norm);
+    if find_segment(&norm, "CloudTrail-Digest").is_some() || file.contains("_CloudTrail-Digest_") {
+        return ObjectKind::Skip(SkipReason::Digest);
+    }
+    if find_segment(&norm, "CloudTrail-Insight").is_some() || file.contains("_CloudTrail-Insight_")
+    {
+        return ObjectKind::Skip(SkipReason::Insight);
+    }
+    if let Some(name) = ObjectName::parse(&norm) {
+        return ObjectKind::Log(name);
+    }
+    let lower = file.to_ascii_lowercase();
+    if [
+        ".json.gz",
+        ".json",
+        ".jsonl",
+        ".ndjson",
+        ".jsonl.gz",
+        ".ndjson.gz",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
+    {
+        ObjectKind::Json
+    } else {
+        ObjectKind::Skip(SkipReason::NotJson)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/01/111122223333_CloudTrail_us-east-1_20261101T1205Z_AbCdEfGh12345678.json.gz";
+
+    #[test]
+    fn parses_the_documented_layout() {
+        let n = ObjectName::parse(LOG).expect("log");
+        assert_eq!(n.account, "111122223333");
+        assert_eq!(n.region, "us-east-1");
+        assert_eq!(n.date, "2026-11-01");
+        assert_eq!(n.stamp, "20261101T1205Z");
+        assert_eq!(n.unique, "AbCdEfGh12345678");
+        assert_eq!(n.prefix, None);
+        assert_eq!(n.org_id, None);
+        assert_eq!(n.canonical, LOG);
+    }
+
+    #[test]
+    fn prefix_and_organization() {
+        let key = format!(
+            "s3://trail-bucket/team/logs/AWSLogs/o-abc123def4/{}",
+            &LOG[8..]
+        );
+        let n = ObjectName::parse(&key).expect("org log");
+        assert_eq!(n.prefix.as_deref(), Some("s3://trail-bucket/team/logs"));
+        assert_eq!(n.org_id.as_deref(), Some("o-abc123def4"));
+        assert_eq!(n.account, "111122223333");
+        assert!(
+            n.canonical
+                .starts_with("AWSLogs/o-abc123def4/111122223333/")
+        );
+    }
+
+    #[test]
+    fn the_file_account_must_match_the_path() {
+        let bad = LOG.replace("111122223333_CloudTrail", "999999999999_CloudTrail");
+        assert_eq!(ObjectName::parse(&bad), None);
+        assert_eq!(classify_name(&bad), ObjectKind::Json);
+    }
+
+    #[test]
+    fn classification() {
+        assert!(matches!(classify_name(LOG), ObjectKind::Log(_)));
+        assert_eq!(
+            classify_name(
+                "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20261101T120000Z.json.gz"
+            ),
+            ObjectKind::Skip(SkipReason::Digest)
+        );
+        assert_eq!(
+            classify_name("AWSLogs/111122223333/CloudTrail-Insight/us-east-1/2026/11/01/x.json.gz"),
+            ObjectKind::Skip(SkipReason::Insight)
+        );
+        assert_eq!(classify_name("exports/events.ndjson"), ObjectKind::Json);
+        assert_eq!(classify_name("C:\\logs\\events.JSON"), ObjectKind::Json);
+        assert_eq!(
+            classify_name("AWSLogs/README.txt"),
+            ObjectKind::Skip(SkipReason::NotJson)
+        );
+        assert_eq!(
+            classify_name(".DS_Store"),
+            ObjectKind::Skip(SkipReason::NotJson)
+        );
+        // "AWSLogsX" is not the AWSLogs segment.
+        assert_eq!(
+            ObjectName::parse(&format!("x/AWSLogsX/{}", &LOG[8..])),
+            None
+        );
+        // Truncated layouts are not logs.
+        assert_eq!(
+            ObjectName::parse("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/x.json.gz"),
+            None
+        );
+    }
+}

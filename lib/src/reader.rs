@@ -1,0 +1,658 @@
+//! Streaming CloudTrail reader: bytes in, one record (a JSON object's raw bytes) at a time out.
+//!
+//! The reader never holds more than one record plus one read chunk in memory, whatever the
+//! size of the object. It accepts
+//!
+//! * the CloudTrail envelope `{"Records":[{...},{...}]}` (other top-level keys are skipped),
+//! * a bare JSON array of records `[{...},{...}]`,
+//! * NDJSON, or any whitespace-separated sequence of record objects,
+//!
+//! each optionally gzip-compressed (detected by magic bytes, not by name; multi-member gzip
+//! is read to the end).
+//!
+//! Records are *split*, not parsed: a small state machine tracks strings and nesting and
+//! jumps through string contents with `memchr`, so deciding whether a record is worth a
+//! full parse costs a scan, not an allocation.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use flate2::bufread::MultiGzDecoder;
+
+/// Bytes read from the source per refill.
+const CHUNK: usize = 256 * 1024;
+/// A single record larger than this is not a CloudTrail record (CloudTrail truncates request
+/// and response blocks at 100 KB); the object is rejected instead of growing without bound.
+pub const MAX_RECORD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why an object could not be read. Offsets are in decompressed bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot decompress/read at byte {offset}: {source}")]
+    Io {
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid JSON at byte {offset}: {reason}")]
+    Json { offset: u64, reason: String },
+    #[error("unexpected end of data at byte {offset} {context} (truncated object?)")]
+    Truncated { offset: u64, context: &'static str },
+    #[error("a record at byte {offset} is larger than {MAX_RECORD_BYTES} bytes")]
+    RecordTooLarge { offset: u64 },
+}
+
+/// One element of the record stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// The raw bytes of a JSON object (a record candidate).
+    Object(&'a [u8]),
+    /// A value where a record was expected that is not an object (counted as rejected).
+    NotAnObject(&'a [u8]),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Between top-level values.
+    Top,
+    /// Inside the `Records` array of an envelope, or a bare top-level array; `need_sep`
+    /// after an element (a ',' or the closing ']' comes next).
+    InArray {
+        envelope: bool,
+        need_sep: bool,
+    },
+    /// After the `Records` array of an envelope: skip the remaining members up to `}`.
+    EnvelopeTail,
+    Done,
+}
+
+/// Wraps a reader, gunzipping it if it starts with the gzip magic bytes.
+pub fn decompressing<R: Read + Send + 'static>(src: R) -> io::Result<Box<dyn Read + Send>> {
+    let mut buffered = BufReader::with_capacity(CHUNK, src);
+    let head = buffered.fill_buf()?;
+    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        Ok(Box::new(MultiGzDecoder::new(buffered)))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+/// Splits a stream of CloudTrail JSON into records. See the module docs.
+#[derive(Debug)]
+pub struct RecordReader<R> {
+    src: R,
+    buf: Vec<u8>,
+    /// Bytes before `start` may be discarded on refill; `pos` is the parse position and
+    /// `buf[..end]` is filled.
+    start: usize,
+    pos: usize,
+    end: usize,
+    /// While set, bytes from here on must survive a refill (an object being peeked at).
+    keep: Option<usize>,
+    /// Decompressed bytes consumed before `buf[0]`.
+    base: u64,
+    eof: bool,
+    mode: Mode,
+}
+
+/// Result of trying to find the end of a value in the buffered bytes.
+enum Scan {
+    /// The value ends before this index (exclusive).
+    Complete(usize),
+    /// More input is needed.
+    NeedMore,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(src: R) -> Self {
+        RecordReader {
+            src,
+            buf: vec![0; CHUNK],
+            start: 0,
+            pos: 0,
+            end: 0,
+            keep: None,
+            base: 0,
+            eof: false,
+            mode: Mode::Top,
+        }
+    }
+
+    /// Decompressed bytes consumed so far (the position of the parser).
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Reads more input, keeping `buf[start..end]` (and `keep..`). Returns false at end of
+    /// input. Indices into the buffer shift by the discarded prefix; callers re-derive them
+    /// from `start`, `pos` and `keep`.
+    fn fill(&mut self) -> Result<bool, ReadError> {
+        if self.eof {
+            return Ok(false);
+        }
+        let from = self.keep.map_or(self.start, |k| k.min(self.start));
+        if from > 0 {
+            self.buf.copy_within(from..self.end, 0);
+            self.base += from as u64;
+            self.start -= from;
+            self.pos -= from;
+            self.end -= from;
+            if let Some(k) = self.keep.as_mut() {
+                *k -= from;
+            }
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= MAX_RECORD_BYTES {
+                return Err(ReadError::RecordTooLarge { offset: self.base });
+            }
+            let grown = (self.buf.len() * 2).min(MAX_RECORD_BYTES);
+            self.buf.resize(grown, 0);
+        }
+        loop {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        offset: self.base + self.end as u64,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn json_err(&self, reason: impl Into<String>) -> ReadError {
+        ReadError::Json {
+            offset: self.offset(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Skips whitespace (and a UTF-8 BOM at the very start); returns the next byte without
+    /// consuming it, or None at end of input.
+    fn peek_non_ws(&mut self) -> Result<Option<u8>, ReadError> {
+        loop {
+            while self.pos < self.end {
+                let b = self.buf[self.pos];
+                match b {
+                    b' ' | b'\n' | b'\r' | b'\t' => self.pos += 1,
+                    0xEF if self.offset() == 0 => {
+                        if self.end - self.pos < 3 && !self.eof {
+                            break; // need the whole BOM
+                        }
+                        if self.buf[self.pos..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                            self.pos += 3;
+                        } else {
+                            return Ok(Some(b));
+                        }
+                    }
+                    _ => return Ok(Some(b)),
+                }
+            }
+            self.start = self.pos;
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn expect_more(&mut self, context: &'static str) -> Result<u8, ReadError> {
+        match self.peek_non_ws()? {
+            Some(b) => Ok(b),
+            None => Err(ReadError::Truncated {
+                offset: self.offset(),
+                context,
+            }),
+        }
+    }
+
+    /// Finds the end of the JSON value starting at `self.pos`, reading more input as
+    /// needed. On success the value is `buf[self.start..end]`. The value's internal
+    /// validity is not checked beyond strings and nesting: records are validated by the
+    /// full parse that only KMS candidates get.
+    fn scan_value(&mut self, context: &'static str) -> Result<usize, ReadError> {
+        self.start = self.pos;
+        let mut state = ValueScanner::new(self.buf[self.pos]);
+        let mut from = self.pos;
+        loop {
+            match state.scan(&self.buf[..self.end], from) {
+                Scan::Complete(e) => return Ok(e),
+                Scan::NeedMore => {
+                    let scanned = state.resume_at - self.start;
+                    if !self.fill()? {
+                        if let Some(e) = state.finish_at_eof(self.end) {
+                            return Ok(e); // a scalar ending at end of input
+                        }
+                        return Err(ReadError::Truncated {
+                            offset: self.base + self.end as u64,
+                            context,
+                        });
+                    }
+                    from = self.start + scanned;
+                }
+            }
+        }
+    }
+
+    /// Reads the next record, or None when the input is exhausted.
+    pub fn next_item(&mut self) -> Result<Option<Item<'_>>, ReadError> {
+        loop {
+            match self.mode {
+                Mode::Done => return Ok(None),
+                Mode::Top => {
+                    let Some(b) = self.peek_non_ws()? else {
+                        self.mode = Mode::Done;
+                        return Ok(None);
+                    };
+                    match b {
+                        b'[' => {
+                            self.pos += 1;
+                            self.open_array(false)?;
+                        }
+                        b'{' => {
+                            if self.enter_envelope()? {
+                                continue;
+                            }
+                            // Not an envelope: a top-level record object (NDJSON).
+                            let e = self.scan_value("inside a record")?;
+                            self.pos = e;
+                            return Ok(Some(Item::Object(&self.buf[self.start..e])));
+                        }
+                        _ => {
+                            return Err(self.json_err(format!(
+                                "expected '{{' or '[' at the top level, found {}",
+                                show_byte(b)
+                            )));
+                        }
+                    }
+                }
+                Mode::InArray {
+                    envelope,
+                    need_sep: true,
+                } => match self.expect_more("inside the Records array")? {
+                    b',' => {
+                        self.pos += 1;
+                        self.mode = Mode::InArray {
+                            envelope,
+                            need_sep: false,
+                        };
+                    }
+                    b']' => {
+                        self.pos += 1;
+                        self.mode = if envelope {
+                            Mode::EnvelopeTail
+                        } else {
+                            Mode::Top
+                        };
+                    }
+                    other => {
+                        return Err(self.json_err(format!(
+                            "expected ',' or ']' after a record, found {}",
+                            show_byte(other)
+                        )));
+                    }
+                },
+                Mode::InArray {
+                    envelope,
+                    need_sep: false,
+                } => {
+                    let b = self.expect_more("inside the Records array")?;
+                    if matches!(b, b']' | b',' | b'}' | b':') {
+                        return Err(
+                            self.json_err(format!("expected a record, found {}", show_byte(b)))
+                        );
+                    }
+                    let e = self.scan_value("inside a record")?;
+                    self.pos = e;
+                    self.mode = Mode::InArray {
+                        envelope,
+                        need_sep: true,
+                    };
+                    let bytes = &self.buf[self.start..e];
+                    return Ok(Some(if b == b'{' {
+                        Item::Object(bytes)
+                    } else {
+                        Item::NotAnObject(bytes)
+                    }));
+                }
+                Mode::EnvelopeTail => match self.expect_more("after the Records array")? {
+                    b',' => {
+                        self.pos += 1;
+                        self.skip_member()?;
+                    }
+                    b'}' => {
+                        self.pos += 1;
+                        self.mode = Mode::Top;
+                    }
+                    other => {
+                        return Err(self.json_err(format!(
+                            "expected ',' or '}}' in the envelope, found {}",
+                            show_byte(other)
+                        )));
+                    }
+                },
+            }
+        }
+    }
+
+    /// After '[' (consumed): enters the array, or leaves it at once if it is empty.
+    fn open_array(&mut self, envelope: bool) -> Result<(), ReadError> {
+        let context = "inside the Records array";
+        if self.expect_more(context)? == b']' {
+            self.pos += 1;
+            self.mode = if envelope {
+                Mode::EnvelopeTail
+            } else {
+                Mode::Top
+            };
+        } else {
+            self.mode = Mode::InArray {
+                envelope,
+                need_sep: false,
+            };
+        }
+        Ok(())
+    }
+
+    /// At a top-level '{'. If its first member is `"Records"` (an envelope) or it is `{}`,
+    /// consumes up to the first record and returns true. Otherwise returns false with `pos`
+    /// back at the '{': the object is itself a record.
+    fn enter_envelope(&mut self) -> Result<bool, ReadError> {
+        self.keep = Some(self.pos);
+        let result = self.peek_first_key();
+        let open = self.keep.take().unwrap_or(self.pos);
+        match result? {
+            FirstKey::Empty => Ok(true),
+            FirstKey::Records => {
+                if self.expect_more("in the envelope")? != b':' {
+                    return Err(self.json_err("expected ':' after \"Records\""));
+                }
+                self.pos += 1;
+                let v = self.expect_more("in the envelope")?;
+                if v != b'[' {
+                    return Err(self.json_err(format!(
+                        "\"Records\" must be an array, found {}",
+                        show_byte(v)
+                    )));
+                }
+                self.pos += 1;
+                self.open_array(true)?;
+                Ok(true)
+            }
+            FirstKey::Other => {
+                self.pos = open;
+                Ok(false)
+            }
+        }
+    }
+
+    fn peek_first_key(&mut self) -> Result<FirstKey, ReadError> {
+        self.pos += 1; // '{'
+        match self.expect_more("in the envelope")? {
+            b'}' => {
+                self.pos += 1;
+                return Ok(FirstKey::Empty);
+            }
+            b'"' => {}
+            b => {
+                return Err(self.json_err(format!(
+                    "expected a member name after '{{', found {}",
+                    show_byte(b)
+                )));
+            }
+        }
+        const RECORDS: &[u8] = b"\"Records\"";
+        while self.end - self.pos < RECORDS.len() {
+            self.start = self.pos;
+            if !self.fill()? {
+                break;
+            }
+        }
+        if self.buf[self.pos..self.end].starts_with(RECORDS) {
+            self.pos += RECORDS.len();
+            Ok(FirstKey::Records)
+        } else {
+            Ok(FirstKey::Other)
+        }
+    }
+
+    /// Skips `"key": value` in the envelope tail.
+    fn skip_member(&mut self) -> Result<(), ReadError> {
+        if self.expect_more("in the envelope")? != b'"' {
+            return Err(self.json_err("expected a member name in the envelope"));
+        }
+        self.pos = self.scan_value("in the envelope")?;
+        if self.expect_more("in the envelope")? != b':' {
+            return Err(self.json_err("expected ':' in the envelope"));
+        }
+        self.pos += 1;
+        self.expect_more("in the envelope")?;
+        self.pos = self.scan_value("in the envelope")?;
+        Ok(())
+    }
+}
+
+enum FirstKey {
+    Empty,
+    Records,
+    Other,
+}
+
+fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("'{}'", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+/// Resumable scanner for the extent of one JSON value.
+struct ValueScanner {
+    depth: u32,
+    in_string: bool,
+    kind: u8,
+    /// Where to continue scanning after a refill (absolute index into the buffer).
+    resume_at: usize,
+}
+
+impl ValueScanner {
+    fn new(first: u8) -> Self {
+        ValueScanner {
+            depth: 0,
+            in_string: false,
+            kind: first,
+            resume_at: 0,
+        }
+    }
+
+    fn scan(&mut self, buf: &[u8], from: usize) -> Scan {
+        match self.kind {
+            b'{' | b'[' | b'"' => self.scan_nested(buf, from),
+            _ => {
+                // Scalar: ends at a delimiter.
+                let mut i = from;
+                while i < buf.len() {
+                    match buf[i] {
+                        b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t' => {
+                            return Scan::Complete(i);
+                        }
+                        _ => i += 1,
+                    }
+                }
+                self.resume_at = i;
+                Scan::NeedMore
+            }
+        }
+    }
+
+    fn finish_at_eof(&self, end: usize) -> Option<usize> {
+        match self.kind {
+            b'{' | b'[' | b'"' => None,
+            _ => Some(end),
+        }
+    }
+
+    fn scan_nested(&mut self, buf: &[u8], from: usize) -> Scan {
+        let mut i = from;
+        let n = buf.len();
+        loop {
+            if self.in_string {
+                match memchr::memchr2(b'"', b'\\', &buf[i..]) {
+                    Some(k) => {
+                        i += k;
+                        if buf[i] == b'"' {
+                            self.in_string = false;
+                            i += 1;
+                            if self.depth == 0 {
+                                // A top-level string value.
+                                return Scan::Complete(i);
+                            }
+                        } else if i + 1 < n {
+                            i += 2; // skip the escaped byte
+                        } else {
+                            self.resume_at = i;
+                            return Scan::NeedMore;
+                        }
+                    }
+                    None => {
+                        self.resume_at = n;
+                        return Scan::NeedMore;
+                    }
+                }
+            } else {
+                // Structural bytes between strings are few: scan them one by one.
+                while i < n {
+                    let b = buf[i];
+                    i += 1;
+                    match b {
+                        b'"' => {
+                            self.in_string = true;
+                            break;
+                        }
+                        b'{' | b'[' => self.depth += 1,
+                        b'}' | b']' => {
+                            self.depth = self.depth.saturating_sub(1);
+                            if self.depth == 0 {
+                                return Scan::Complete(i);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !self.in_string {
+                    self.resume_at = n;
+                    return Scan::NeedMore;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &[u8], chunk: usize) -> Result<Vec<String>, ReadError> {
+        struct Chunked<'a>(&'a [u8], usize);
+        impl Read for Chunked<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = RecordReader::new(Chunked(input, chunk));
+        let mut out = Vec::new();
+        while let Some(item) = r.next_item()? {
+            match item {
+                Item::Object(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+                Item::NotAnObject(b) => out.push(format!("!{}", String::from_utf8_lossy(b))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn all_chunkings(input: &str) -> Vec<String> {
+        let first = collect(input.as_bytes(), usize::MAX).expect("whole");
+        for chunk in [1, 2, 3, 5, 7, 64] {
+            let got = collect(input.as_bytes(), chunk).expect("chunked");
+            assert_eq!(got, first, "chunk size {chunk}");
+        }
+        first
+    }
+
+    #[test]
+    fn envelope_records_in_order() {
+        let got = all_chunkings(r#"{"Records":[{"a":1},{"b":"x}{]"},{"c":{"d":[1,2]}}]}"#);
+        assert_eq!(
+            got,
+            vec![r#"{"a":1}"#, r#"{"b":"x}{]"}"#, r#"{"c":{"d":[1,2]}}"#]
+        );
+    }
+
+    #[test]
+    fn envelope_with_whitespace_escapes_and_tail_members() {
+        let input = "\u{feff}\n { \"Records\" : [ {\"k\":\"a\\\"}\\\\\"} ,\n{\"x\":[]} ] , \"extra\": {\"n\": [1, \"]\"]}, \"m\": 5 }\n";
+        let got = all_chunkings(input);
+        assert_eq!(got, vec![r#"{"k":"a\"}\\"}"#, r#"{"x":[]}"#]);
+    }
+
+    #[test]
+    fn bare_array_ndjson_and_empty_forms() {
+        assert_eq!(all_chunkings(r#"[{"a":1}, {"b":2}]"#).len(), 2);
+        assert_eq!(
+            all_chunkings("{\"eventID\":\"1\"}\n{\"eventID\":\"2\"}\n"),
+            vec![r#"{"eventID":"1"}"#, r#"{"eventID":"2"}"#]
+        );
+        assert!(all_chunkings(r#"{"Records":[]}"#).is_empty());
+        assert!(all_chunkings("[]").is_empty());
+        assert!(all_chunkings("  \n").is_empty());
+        assert!(all_chunkings("{}").is_empty());
+    }
+
+    #[test]
+    fn non_object_elements_are_reported() {
+        assert_eq!(
+            all_chunkings(r#"{"Records":[1, "s", null, {"a":1}, [2]]}"#),
+            vec!["!1", "!\"s\"", "!null", r#"{"a":1}"#, "![2]"]
+        );
+    }
+
+    #[test]
+    fn truncated_and_invalid_inputs_are_errors() {
+        for bad in [
+            r#"{"Records":[{"a":1},{"b":"#,
+            r#"{"Records":[{"a":1}"#,
+            r#"{"Records":[{"a":1},"#,
+            r#"{"Records":"#,
+        ] {
+            let err = collect(bad.as_bytes(), 3).expect_err(bad);
+            assert!(matches!(err, ReadError::Truncated { .. }), "{bad}: {err}");
+        }
+        for bad in [
+            r#"{"Records":[{"a":1} {"b":2}]}"#,
+            "garbage",
+            r#"{"Records":5}"#,
+        ] {
+            let err = collect(bad.as_bytes(), 3).expect_err(bad);
+            assert!(matches!(err, ReadError::Json { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn offsets_point_into_the_stream() {
+        let err = collect(br#"{"Records":[{"a":1} x]}"#, 4).expect_err("bad");
+        match err {
+            ReadError::Json { offset, .. } => assert_eq!(offset, 20),
+            other => panic!("{other}"),
+        }
+    }
+}

@@ -1,0 +1,761 @@
+//! From one record's bytes to a typed [`KmsEvent`].
+//!
+//! [`classify`] decides, cheaply, whether a record is a KMS record: records that do not
+//! even contain the text `kms.amazonaws.com` are skipped without being parsed. Candidates
+//! are parsed once, zero-copy, into lenient structs ([`crate::lenient`]) and then
+//! [`KmsEvent::from_raw`] derives every column: the stable principal, the key ARN, the
+//! encryption context and the rest.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::lenient::{Flag, List, Obj, StrMap, Text};
+use crate::time::parse_event_time;
+
+/// The `eventSource` of KMS records.
+pub const KMS_EVENT_SOURCE: &str = "kms.amazonaws.com";
+
+/// What became of one record.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    Kms(Box<KmsEvent<'a>>),
+    /// Not a KMS record.
+    Skipped,
+    /// A KMS record (or one that may be) that cannot be used, and why.
+    Rejected(RejectReason),
+}
+
+/// Why a record was rejected. The event id is included when it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectReason {
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// Parses a record candidate. `source_object` is stored in every row.
+pub fn classify<'a>(bytes: &'a [u8], source_object: &'a str) -> Outcome<'a> {
+    // Every KMS record carries the event source verbatim; CloudTrail never escapes it.
+    if memchr::memmem::find(bytes, KMS_EVENT_SOURCE.as_bytes()).is_none() {
+        return Outcome::Skipped;
+    }
+    let raw: RawRecord<'a> = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Rejected(RejectReason {
+                event_id: sniff_event_id(bytes),
+                reason: format!("invalid JSON: {e}"),
+            });
+        }
+    };
+    if raw.event_source.as_str() != Some(KMS_EVENT_SOURCE) {
+        return Outcome::Skipped;
+    }
+    match KmsEvent::from_raw(raw, source_object) {
+        Ok(ev) => Outcome::Kms(Box::new(ev)),
+        Err(r) => Outcome::Rejected(r),
+    }
+}
+
+/// Best effort event id of a record that does not parse, for the reject report.
+fn sniff_event_id(bytes: &[u8]) -> Option<String> {
+    let at = memchr::memmem::find(bytes, b"\"eventID\"")? + 9;
+    let rest = &bytes[at..];
+    let open = memchr::memchr(b'"', rest)? + 1;
+    let len = memchr::memchr(b'"', &rest[open..])?;
+    let id = std::str::from_utf8(&rest[open..open + len]).ok()?;
+    (id.len() <= 128).then(|| id.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw, lenient shapes. Field names follow CloudTrail; unknown fields are ignored (they are
+// kept in the raw JSON columns where they matter).
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawRecord<'a> {
+    #[serde(borrow)]
+    event_version: Text<'a>,
+    #[serde(borrow)]
+    event_source: Text<'a>,
+    #[serde(borrow)]
+    event_name: Text<'a>,
+    #[serde(borrow)]
+    event_time: Text<'a>,
+    #[serde(borrow, rename = "eventID")]
+    event_id: Text<'a>,
+    #[serde(borrow)]
+    event_type: Text<'a>,
+    #[serde(borrow)]
+    event_category: Text<'a>,
+    #[serde(borrow)]
+    aws_region: Text<'a>,
+    #[serde(borrow)]
+    recipient_account_id: Text<'a>,
+    read_only: Flag,
+    management_event: Flag,
+    #[serde(borrow, rename = "requestID")]
+    request_id: Text<'a>,
+    #[serde(borrow, rename = "sharedEventID")]
+    shared_event_id: Text<'a>,
+    #[serde(borrow, rename = "sourceIPAddress")]
+    source_ip_address: Text<'a>,
+    #[serde(borrow)]
+    user_agent: Text<'a>,
+    #[serde(borrow)]
+    vpc_endpoint_id: Text<'a>,
+    #[serde(borrow)]
+    vpc_endpoint_account_id: Text<'a>,
+    #[serde(borrow)]
+    error_code: Text<'a>,
+    #[serde(borrow)]
+    error_message: Text<'a>,
+    #[serde(borrow)]
+    user_identity: Obj<UserIdentity<'a>>,
+    #[serde(borrow)]
+    request_parameters: Option<&'a RawValue>,
+    #[serde(borrow)]
+    response_elements: Option<&'a RawValue>,
+    #[serde(borrow)]
+    additional_event_data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    resources: List<Obj<Resource<'a>>>,
+    #[serde(borrow)]
+    tls_details: Obj<TlsDetails<'a>>,
+    #[serde(borrow)]
+    service_event_details: Obj<ServiceEventDetails<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UserIdentity<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    principal_id: Text<'a>,
+    #[serde(borrow)]
+    arn: Text<'a>,
+    #[serde(borrow)]
+    account_id: Text<'a>,
+    #[serde(borrow)]
+    access_key_id: Text<'a>,
+    #[serde(borrow)]
+    user_name: Text<'a>,
+    #[serde(borrow)]
+    invoked_by: Text<'a>,
+    #[serde(borrow)]
+    session_context: Obj<SessionContext<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SessionContext<'a> {
+    #[serde(borrow)]
+    attributes: Obj<SessionAttributes<'a>>,
+    #[serde(borrow)]
+    session_issuer: Obj<SessionIssuer<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SessionAttributes<'a> {
+    mfa_authenticated: Flag,
+    #[serde(borrow)]
+    creation_date: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SessionIssuer<'a> {
+    #[serde(borrow)]
+    arn: Text<'a>,
+    #[serde(borrow)]
+    user_name: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Resource<'a> {
+    #[serde(borrow, rename = "ARN")]
+    arn: Text<'a>,
+    #[serde(borrow, rename = "accountId")]
+    account_id: Text<'a>,
+    #[serde(borrow, rename = "type")]
+    kind: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TlsDetails<'a> {
+    #[serde(borrow)]
+    tls_version: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ServiceEventDetails<'a> {
+    #[serde(borrow)]
+    key_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RequestParameters<'a> {
+    #[serde(borrow)]
+    key_id: Text<'a>,
+    #[serde(borrow)]
+    encryption_context: StrMap<'a>,
+    #[serde(borrow)]
+    source_encryption_context: StrMap<'a>,
+    #[serde(borrow)]
+    destination_encryption_context: StrMap<'a>,
+    #[serde(borrow)]
+    source_key_id: Text<'a>,
+    #[serde(borrow)]
+    destination_key_id: Text<'a>,
+    #[serde(borrow)]
+    encryption_algorithm: Text<'a>,
+    #[serde(borrow)]
+    destination_encryption_algorithm: Text<'a>,
+    #[serde(borrow)]
+    signing_algorithm: Text<'a>,
+    #[serde(borrow)]
+    mac_algorithm: Text<'a>,
+    #[serde(borrow)]
+    key_spec: Text<'a>,
+    #[serde(borrow)]
+    key_pair_spec: Text<'a>,
+    #[serde(borrow)]
+    customer_master_key_spec: Text<'a>,
+    #[serde(borrow)]
+    key_usage: Text<'a>,
+    #[serde(borrow)]
+    origin: Text<'a>,
+    #[serde(borrow)]
+    grantee_principal: Text<'a>,
+    #[serde(borrow)]
+    retiring_principal: Text<'a>,
+    #[serde(borrow)]
+    operations: List<Text<'a>>,
+    #[serde(borrow)]
+    grant_id: Text<'a>,
+    #[serde(borrow)]
+    policy: Text<'a>,
+    bypass_policy_lockout_safety_check: Flag,
+    #[serde(borrow)]
+    pending_window_in_days: Text<'a>,
+    #[serde(borrow)]
+    alias_name: Text<'a>,
+    #[serde(borrow)]
+    target_key_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ResponseElements<'a> {
+    #[serde(borrow)]
+    key_id: Text<'a>,
+    #[serde(borrow)]
+    key_metadata: Obj<KeyMetadata<'a>>,
+    #[serde(borrow)]
+    grant_id: Text<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct KeyMetadata<'a> {
+    #[serde(borrow)]
+    arn: Text<'a>,
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// An encryption context: key/value pairs in the order the record gave them.
+pub type Context<'a> = Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>;
+
+/// One KMS record, one field per column of [`crate::schema::COLUMNS`] (same order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KmsEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_time: i64,
+    pub event_name: Cow<'a, str>,
+    pub event_type: Option<Cow<'a, str>>,
+    pub event_version: Option<Cow<'a, str>>,
+    pub event_category: Option<Cow<'a, str>>,
+    pub aws_region: Option<Cow<'a, str>>,
+    pub account_id: Option<Cow<'a, str>>,
+    pub read_only: Option<bool>,
+    pub management_event: Option<bool>,
+    pub request_id: Option<Cow<'a, str>>,
+    pub shared_event_id: Option<Cow<'a, str>>,
+    pub principal_type: Option<Cow<'a, str>>,
+    pub principal_arn: Option<Cow<'a, str>>,
+    pub principal: Option<Cow<'a, str>>,
+    pub principal_account: Option<Cow<'a, str>>,
+    pub principal_id: Option<Cow<'a, str>>,
+    pub user_name: Option<Cow<'a, str>>,
+    pub access_key_id: Option<Cow<'a, str>>,
+    pub session_issuer_arn: Option<Cow<'a, str>>,
+    pub session_creation_time: Option<i64>,
+    pub mfa_authenticated: Option<bool>,
+    pub invoked_by: Option<Cow<'a, str>>,
+    pub via_aws_service: bool,
+    pub source_ip: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub vpc_endpoint_id: Option<Cow<'a, str>>,
+    pub vpc_endpoint_account_id: Option<Cow<'a, str>>,
+    pub tls_version: Option<Cow<'a, str>>,
+    pub key_arn: Option<Cow<'a, str>>,
+    pub key_id: Option<Cow<'a, str>>,
+    pub key_account: Option<Cow<'a, str>>,
+    pub key_region: Option<Cow<'a, str>>,
+    pub key_ref: Option<Cow<'a, str>>,
+    pub alias_name: Option<Cow<'a, str>>,
+    pub encryption_context: Option<Context<'a>>,
+    pub destination_key_arn: Option<Cow<'a, str>>,
+    pub destination_key_account: Option<Cow<'a, str>>,
+    pub destination_encryption_context: Option<Context<'a>>,
+    pub encryption_algorithm: Option<Cow<'a, str>>,
+    pub key_spec: Option<Cow<'a, str>>,
+    pub key_usage: Option<Cow<'a, str>>,
+    pub key_origin: Option<Cow<'a, str>>,
+    pub grantee_principal: Option<Cow<'a, str>>,
+    pub retiring_principal: Option<Cow<'a, str>>,
+    pub grant_operations: Option<Vec<Cow<'a, str>>>,
+    pub grant_id: Option<Cow<'a, str>>,
+    pub key_policy: Option<Cow<'a, str>>,
+    pub bypass_policy_lockout_safety_check: Option<bool>,
+    pub pending_window_in_days: Option<i32>,
+    pub error_code: Option<Cow<'a, str>>,
+    pub error_message: Option<Cow<'a, str>>,
+    pub request_parameters: Option<&'a str>,
+    pub response_elements: Option<&'a str>,
+    pub additional_event_data: Option<&'a str>,
+    pub source_object: &'a str,
+}
+
+fn own<'a>(t: Text<'a>) -> Option<Cow<'a, str>> {
+    t.0.filter(|s| !s.is_empty())
+}
+
+/// Parses a nested raw JSON block; a block that is not valid for `T` counts as absent (it
+/// is still stored verbatim).
+fn nested<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
+    match raw {
+        Some(r) if r.get().starts_with('{') => serde_json::from_str::<Obj<T>>(r.get())
+            .ok()
+            .and_then(|o| o.0)
+            .unwrap_or_default(),
+        _ => T::default(),
+    }
+}
+
+fn raw_text(raw: Option<&RawValue>) -> Option<&str> {
+    raw.map(RawValue::get).filter(|s| *s != "null")
+}
+
+impl<'a> KmsEvent<'a> {
+    /// Derives every column from a parsed record. Rejects a record only when it lacks what
+    /// no row can do without: `eventID`, `eventName` and a parseable `eventTime`.
+    fn from_raw(r: RawRecord<'a>, source_object: &'a str) -> Result<Self, RejectReason> {
+        let event_id = own(r.event_id);
+        let reject = |reason: String| RejectReason {
+            event_id: event_id.as_deref().map(str::to_owned),
+            reason,
+        };
+        let Some(event_name) = own(r.event_name) else {
+            return Err(reject("missing eventName".into()));
+        };
+        let event_time = match r.event_time.as_str() {
+            None | Some("") => return Err(reject("missing eventTime".into())),
+            Some(t) => match parse_event_time(t) {
+                Some(v) => v,
+                None => return Err(reject(format!("unparseable eventTime {t:?}"))),
+            },
+        };
+        let Some(event_id) = event_id else {
+            return Err(reject("missing eventID".into()));
+        };
+
+        let aws_region = own(r.aws_region);
+        let account_id = own(r.recipient_account_id);
+        let event_type = own(r.event_type);
+        let source_ip = own(r.source_ip_address);
+        let ui = r.user_identity.0.unwrap_or_default();
+        let sc = ui.session_context.0.unwrap_or_default();
+        let attrs = sc.attributes.0.unwrap_or_default();
+        let issuer = sc.session_issuer.0.unwrap_or_default();
+
+        let principal_type = own(ui.kind);
+        let principal_arn = own(ui.arn);
+        let invoked_by = own(ui.invoked_by);
+        let session_issuer_arn = own(issuer.arn);
+        let principal = stable_principal(
+            principal_type.as_deref(),
+            principal_arn.as_deref(),
+            session_issuer_arn.as_deref(),
+            invoked_by.as_deref(),
+        );
+        let principal_account = own(ui.account_id).or_else(|| {
+            principal_arn
+                .as_deref()
+                .and_then(arn_account)
+                .map(|a| Cow::Owned(a.to_owned()))
+        });
+        let via_aws_service = principal_type.as_deref() == Some("AWSService")
+            || event_type.as_deref() == Some("AwsServiceEvent")
+            || invoked_by.as_deref().is_some_and(is_aws_service_name)
+            || source_ip.as_deref().is_some_and(is_aws_service_name);
+
+        let req: RequestParameters<'a> = nested(r.request_parameters);
+        let resp: ResponseElements<'a> = nested(r.response_elements);
+        let is_reencrypt = event_name == "ReEncrypt";
+
+        // Keys named by resources[]: type AWS::KMS::Key, or (type missing) a :key/ ARN.
+        let mut resource_keys: Vec<Cow<'a, str>> = Vec::new();
+        let mut resource_account: Option<Cow<'a, str>> = None;
+        for res in r.resources.0.into_iter().filter_map(|o| o.0) {
+            let is_key_type = res.kind.as_str() == Some("AWS::KMS::Key");
+            let arn = own(res.arn);
+            let arn_is_key = arn.as_deref().is_some_and(|a| a.contains(":key/"));
+            if is_key_type || (res.kind.as_str().is_none() && arn_is_key) {
+                if let Some(arn) = arn.filter(|_| arn_is_key) {
+                    resource_keys.push(arn);
+                } else if resource_account.is_none() {
+                    resource_account = own(res.account_id);
+                }
+            }
+        }
+
+        let key_ref = own(req.key_id);
+        let region = aws_region.as_deref();
+        let account = account_id.as_deref();
+        let dest_ref = own(req.destination_key_id);
+        let destination_key_arn = if is_reencrypt {
+            dest_ref
+                .as_deref()
+                .and_then(|k| key_arn_from_ref(k, region, account))
+                .or_else(|| {
+                    (resource_keys.len() > 1)
+                        .then(|| resource_keys[resource_keys.len() - 1].clone())
+                })
+        } else {
+            None
+        };
+        let source_ref = if is_reencrypt {
+            own(req.source_key_id)
+        } else {
+            key_ref.clone()
+        };
+        let key_arn = resource_keys
+            .iter()
+            .find(|k| destination_key_arn.as_deref() != Some(k.as_ref()))
+            .cloned()
+            .or_else(|| {
+                source_ref
+                    .as_deref()
+                    .and_then(|k| key_arn_from_ref(k, region, account))
+            })
+            .or_else(|| {
+                r.service_event_details
+                    .0
+                    .and_then(|d| own(d.key_id))
+                    .and_then(|k| key_arn_from_ref(&k, region, account))
+            })
+            .or_else(|| {
+                resp.key_metadata
+                    .0
+                    .and_then(|m| own(m.arn))
+                    .filter(|a| a.contains(":key/"))
+            })
+            .or_else(|| own(resp.key_id).filter(|a| a.contains(":key/")));
+        let (key_id, key_account, key_region) = match key_arn.as_deref().and_then(split_key_arn) {
+            Some(parts) => (
+                Some(Cow::Owned(parts.key_id.to_owned())),
+                Some(Cow::Owned(parts.account.to_owned())),
+                Some(Cow::Owned(parts.region.to_owned())),
+            ),
+            None => (None, resource_account, None),
+        };
+        let destination_key_account = destination_key_arn
+            .as_deref()
+            .and_then(split_key_arn)
+            .map(|p| Cow::Owned(p.account.to_owned()));
+        let alias_name = own(req.alias_name).or_else(|| {
+            key_ref
+                .as_deref()
+                .and_then(alias_of)
+                .map(|a| Cow::Owned(a.to_owned()))
+        });
+
+        let (encryption_context, destination_encryption_context) = if is_reencrypt {
+            (
+                req.source_encryption_context.0,
+                req.destination_encryption_context.0,
+            )
+        } else {
+            (req.encryption_context.0, None)
+        };
+        let encryption_algorithm = own(req.encryption_algorithm)
+            .or_else(|| own(req.destination_encryption_algorithm))
+            .or_else(|| own(req.signing_algorithm))
+            .or_else(|| own(req.mac_algorithm));
+        let key_spec = own(req.key_spec)
+            .or_else(|| own(req.key_pair_spec))
+            .or_else(|| own(req.customer_master_key_spec));
+        let operations = req.operations.0;
+        let grant_operations = (!operations.is_empty())
+            .then(|| operations.into_iter().filter_map(own).collect::<Vec<_>>());
+
+        Ok(KmsEvent {
+            event_id,
+            event_time,
+            event_name,
+            event_type,
+            event_version: own(r.event_version),
+            event_category: own(r.event_category),
+            aws_region,
+            account_id,
+            read_only: r.read_only.0,
+            management_event: r.management_event.0,
+            request_id: own(r.request_id),
+            shared_event_id: own(r.shared_event_id),
+            principal_type,
+            principal_arn,
+            principal,
+            principal_account,
+            principal_id: own(ui.principal_id),
+            user_name: own(ui.user_name).or_else(|| own(issuer.user_name)),
+            access_key_id: own(ui.access_key_id),
+            session_issuer_arn,
+            session_creation_time: attrs.creation_date.as_str().and_then(parse_event_time),
+            mfa_authenticated: attrs.mfa_authenticated.0,
+            invoked_by,
+            via_aws_service,
+            source_ip,
+            user_agent: own(r.user_agent),
+            vpc_endpoint_id: own(r.vpc_endpoint_id),
+            vpc_endpoint_account_id: own(r.vpc_endpoint_account_id),
+            tls_version: r.tls_details.0.and_then(|t| own(t.tls_version)),
+            key_arn,
+            key_id,
+            key_account,
+            key_region,
+            key_ref,
+            alias_name,
+            encryption_context,
+            destination_key_arn,
+            destination_key_account,
+            destination_encryption_context,
+            encryption_algorithm,
+            key_spec,
+            key_usage: own(req.key_usage),
+            key_origin: own(req.origin),
+            grantee_principal: own(req.grantee_principal),
+            retiring_principal: own(req.retiring_principal),
+            grant_operations,
+            grant_id: own(resp.grant_id).or_else(|| own(req.grant_id)),
+            key_policy: own(req.policy),
+            bypass_policy_lockout_safety_check: req.bypass_policy_lockout_safety_check.0,
+            pending_window_in_days: req
+                .pending_window_in_days
+                .as_str()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|v| v.fract() == 0.0 && v.abs() < 1e9)
+                .map(|v| v as i32),
+            error_code: own(r.error_code),
+            error_message: own(r.error_message),
+            request_parameters: raw_text(r.request_parameters),
+            response_elements: raw_text(r.response_elements),
+            additional_event_data: raw_text(r.additional_event_data),
+            source_object,
+        })
+    }
+}
+
+/// The identity baselines should key on: the role behind an assumed-role session, else the
+/// user/root ARN, else the invoking service.
+fn stable_principal<'a>(
+    kind: Option<&str>,
+    arn: Option<&str>,
+    issuer_arn: Option<&str>,
+    invoked_by: Option<&str>,
+) -> Option<Cow<'a, str>> {
+    let owned = |s: &str| Some(Cow::Owned(s.to_owned()));
+    match kind {
+        Some("AssumedRole") | Some("FederatedUser") => {
+            if let Some(i) = issuer_arn {
+                return owned(i);
+            }
+            if let Some(role) = arn.and_then(role_arn_from_session) {
+                return Some(Cow::Owned(role));
+            }
+        }
+        Some("AWSService") => {
+            if let Some(s) = invoked_by {
+                return owned(s);
+            }
+        }
+        _ => {}
+    }
+    arn.or(invoked_by).and_then(owned)
+}
+
+/// `arn:aws:sts::111122223333:assumed-role/Role/session` → `arn:aws:iam::111122223333:role/Role`
+/// (the role path is not in a session ARN; the session issuer, when present, has it).
+fn role_arn_from_session(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (_, partition, service, _, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    (service == "sts").then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
+}
+
+/// True for an AWS service principal name (`s3.amazonaws.com`) or `AWS Internal`.
+pub fn is_aws_service_name(s: &str) -> bool {
+    s == "AWS Internal" || (s.ends_with(".amazonaws.com") && !s.contains(' '))
+}
+
+/// The account of any ARN (`arn:partition:service:region:account:resource`).
+pub fn arn_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let account = parts.nth(3)?;
+    (!account.is_empty()).then_some(account)
+}
+
+/// The parts of a KMS key ARN.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyArnParts<'s> {
+    pub partition: &'s str,
+    pub region: &'s str,
+    pub account: &'s str,
+    pub key_id: &'s str,
+}
+
+/// Splits `arn:aws:kms:us-east-1:111122223333:key/<id>`.
+pub fn split_key_arn(arn: &str) -> Option<KeyArnParts<'_>> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let partition = parts.next()?;
+    if parts.next()? != "kms" {
+        return None;
+    }
+    let region = parts.next()?;
+    let account = parts.next()?;
+    let key_id = parts.next()?.strip_prefix("key/")?;
+    (!key_id.is_empty()).then_some(KeyArnParts {
+        partition,
+        region,
+        account,
+        key_id,
+    })
+}
+
+/// The alias name of an alias reference (`alias/x` or an alias ARN).
+fn alias_of(key_ref: &str) -> Option<&str> {
+    if key_ref.starts_with("alias/") {
+        return Some(key_ref);
+    }
+    let (_, resource) = key_ref.strip_prefix("arn:")?.rsplit_once(':')?;
+    resource.starts_with("alias/").then_some(resource)
+}
+
+/// The AWS partition of a region.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("eu-isoe-") {
+        "aws-iso-e"
+    } else {
+        "aws"
+    }
+}
+
+/// Resolves a keyId as a caller gave it to a key ARN: an ARN with `:key/` as is, a bare key
+/// id (UUID or `mrk-`) with the event's region and account. Aliases resolve to nothing.
+fn key_arn_from_ref<'a>(
+    key_ref: &str,
+    region: Option<&str>,
+    account: Option<&str>,
+) -> Option<Cow<'a, str>> {
+    if key_ref.starts_with("arn:") {
+        return split_key_arn(key_ref).map(|_| Cow::Owned(key_ref.to_owned()));
+    }
+    if key_ref.starts_with("alias/") || key_ref.contains(['/', ':', ' ']) {
+        return None;
+    }
+    let (region, account) = (region?, account?);
+    Some(Cow::Owned(format!(
+        "arn:{}:kms:{region}:{account}:key/{key_ref}",
+        partition_of(region)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_helpers() {
+        assert_eq!(
+            role_arn_from_session("arn:aws:sts::111122223333:assumed-role/Admin/alice").as_deref(),
+            Some("arn:aws:iam::111122223333:role/Admin")
+        );
+        assert_eq!(
+            role_arn_from_session("arn:aws:iam::111122223333:user/x"),
+            None
+        );
+        assert_eq!(
+            arn_account("arn:aws:iam::111122223333:root"),
+            Some("111122223333")
+        );
+        assert_eq!(arn_account("s3.amazonaws.com"), None);
+        assert_eq!(
+            alias_of("arn:aws:kms:us-east-1:1:alias/app"),
+            Some("alias/app")
+        );
+        assert_eq!(alias_of("alias/app"), Some("alias/app"));
+        assert_eq!(alias_of("1234"), None);
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(
+            key_arn_from_ref("mrk-1234", Some("cn-north-1"), Some("1")).as_deref(),
+            Some("arn:aws-cn:kms:cn-north-1:1:key/mrk-1234")
+        );
+        assert_eq!(key_arn_from_ref("alias/x", Some("r"), Some("1")), None);
+        assert_eq!(
+            key_arn_from_ref("arn:aws:kms:r:1:alias/x", Some("r"), Some("1")),
+            None
+        );
+        assert!(is_aws_service_name("s3.amazonaws.com"));
+        assert!(!is_aws_service_name("10.0.0.1"));
+    }
+
+    #[test]
+    fn sniffs_event_id_of_broken_records() {
+        assert_eq!(
+            sniff_event_id(br#"{"eventID": "abc-1", "eventSource":"kms.amazonaws.com", oops}"#)
+                .as_deref(),
+            Some("abc-1")
+        );
+        assert_eq!(sniff_event_id(b"{}"), None);
+    }
+}
