@@ -1472,35 +1472,16 @@ pub fn generate_tree(cfg: &GenConfig, out: &Path) -> io::Result<Manifest> {
                 }
                 shuffle(&mut rng, &mut recs);
                 let delivered = start + (i as i64 + 1) * slot + 300_000_000;
-                let dir = log_dir(
+                deliver(
                     cfg,
                     out,
+                    &mut rng,
+                    &mut manifest,
                     site.account,
                     &site.region,
-                    "CloudTrail",
-                    delivered.div_euclid(DAY_MICROS),
-                );
-                fs::create_dir_all(&dir)?;
-                let name = format!(
-                    "{}_CloudTrail_{}_{}_{}.json.gz",
-                    site.account,
-                    site.region,
-                    stamp(delivered),
-                    rng.alnum(16)
-                );
-                let path = dir.join(name);
-                manifest.raw_bytes += write_envelope(&path, &recs, cfg.gzip_level)?;
-                manifest.records += recs.len() as u64;
-                for r in &recs {
-                    if r.source == "kms.amazonaws.com" {
-                        manifest.kms_records += 1;
-                        *manifest
-                            .kms_by_event_name
-                            .entry(r.name.to_owned())
-                            .or_default() += 1;
-                    }
-                }
-                manifest.log_files.push(path);
+                    delivered,
+                    &recs,
+                )?;
             }
             if cfg.digests {
                 let dir = log_dir(
@@ -1532,6 +1513,28 @@ pub fn generate_tree(cfg: &GenConfig, out: &Path) -> io::Result<Manifest> {
             }
         }
     }
+    // Planted records past the generated hours are delivered too, one file per site.
+    let mut leftovers: BTreeMap<(String, String), Vec<Rec>> = BTreeMap::new();
+    for r in planted {
+        leftovers
+            .entry((r.recipient.clone(), r.region.clone()))
+            .or_default()
+            .push(r);
+    }
+    for ((account, region), mut recs) in leftovers {
+        shuffle(&mut rng, &mut recs);
+        let last = recs.iter().map(|r| r.time).max().unwrap_or(t0);
+        deliver(
+            cfg,
+            out,
+            &mut rng,
+            &mut manifest,
+            &account,
+            &region,
+            last + 300_000_000,
+            &recs,
+        )?;
+    }
     if cfg.digests {
         // One Insights file: not API events, must be skipped by name.
         let site = &sites[0];
@@ -1558,6 +1561,48 @@ pub fn generate_tree(cfg: &GenConfig, out: &Path) -> io::Result<Manifest> {
         manifest.insight_files.push(path);
     }
     Ok(manifest)
+}
+
+/// Writes one log file of records and accounts for it in the manifest.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    cfg: &GenConfig,
+    out: &Path,
+    rng: &mut Rng,
+    manifest: &mut Manifest,
+    account: &str,
+    region: &str,
+    delivered: i64,
+    recs: &[Rec],
+) -> io::Result<()> {
+    let dir = log_dir(
+        cfg,
+        out,
+        account,
+        region,
+        "CloudTrail",
+        delivered.div_euclid(DAY_MICROS),
+    );
+    fs::create_dir_all(&dir)?;
+    let name = format!(
+        "{account}_CloudTrail_{region}_{}_{}.json.gz",
+        stamp(delivered),
+        rng.alnum(16)
+    );
+    let path = dir.join(name);
+    manifest.raw_bytes += write_envelope(&path, recs, cfg.gzip_level)?;
+    manifest.records += recs.len() as u64;
+    for r in recs {
+        if r.source == "kms.amazonaws.com" {
+            manifest.kms_records += 1;
+            *manifest
+                .kms_by_event_name
+                .entry(r.name.to_owned())
+                .or_default() += 1;
+        }
+    }
+    manifest.log_files.push(path);
+    Ok(())
 }
 
 fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {

@@ -1,1 +1,5 @@
+//! kms-audit integration tests: one binary, a module per topic.
 
+mod fixtures;
+mod pipeline;
+mod reader_props;
