@@ -45,8 +45,8 @@ fn map_builder(capacity: usize) -> StrMapBuilder {
     };
     MapBuilder::new(
         Some(names),
-        StringBuilder::with_capacity(capacity, capacity * 16),
-        StringBuilder::with_capacity(capacity, capacity * 32),
+        StringBuilder::with_capacity(capacity, capacity * 8),
+        StringBuilder::with_capacity(capacity, capacity * 8),
     )
 }
 
@@ -55,7 +55,7 @@ impl EventBatchBuilder {
         EventBatchBuilder {
             len: 0,
             s: (0..N_UTF8)
-                .map(|_| StringBuilder::with_capacity(rows, rows * 24))
+                .map(|_| StringBuilder::with_capacity(rows, rows * 8))
                 .collect(),
             b: (0..N_BOOL)
                 .map(|_| BooleanBuilder::with_capacity(rows))

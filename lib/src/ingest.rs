@@ -20,7 +20,11 @@ use crate::reader::{Item, ReadError, RecordReader, decompressing};
 use crate::record::{Outcome, RejectReason, classify};
 
 /// Rows per Arrow batch (and the unit of memory of the ingest path).
-pub const BATCH_ROWS: usize = 8192;
+pub const BATCH_ROWS: usize = 4096;
+/// Rows the builders are sized for up front: most CloudTrail objects hold a few hundred
+/// KMS records, and sizing for a full batch costs every small object megabytes of
+/// allocation. Builders grow as needed.
+pub const INITIAL_ROWS: usize = 256;
 /// Rejected examples kept in an object's report (all of them go to the rejects file).
 pub const REJECT_EXAMPLES: usize = 5;
 
@@ -264,7 +268,7 @@ pub fn ingest_object(
         object: uri.clone(),
         file: None,
     };
-    let mut builder = EventBatchBuilder::with_capacity(BATCH_ROWS);
+    let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
     let mut examples = Vec::new();
 
     loop {

@@ -162,14 +162,22 @@ pub fn events_file_rel(stem: &str, day: i32) -> String {
 }
 
 /// Parquet settings of the lake: zstd, dictionaries for the low-cardinality columns only,
-/// page statistics for pruning, bounded row groups for bounded memory.
+/// column-chunk statistics for pruning (files are per object and small: row-group min/max
+/// prunes as well as a page index would, without its cost), bounded row groups for bounded
+/// memory.
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(128 * 1024))
-        .set_max_row_group_bytes(Some(24 * 1024 * 1024))
+        .set_max_row_group_bytes(Some(8 * 1024 * 1024))
         .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
+    // Dictionary-encoded low-cardinality columns (and booleans, small ints) are already
+    // compact; compressing them again buys little and, in the small per-object files, costs
+    // a zstd context per column chunk. zstd goes where the bytes are.
+    for col in DICTIONARY_ONLY_COLUMNS {
+        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
+    }
     // Unique per row: a dictionary would only be built to be thrown away.
     for col in [
         "event_id",
@@ -186,12 +194,61 @@ pub fn writer_properties() -> WriterProperties {
     b.build()
 }
 
+/// Bytes of encoded-but-unwritten row groups one object may buffer across its day files.
+pub const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+/// Day files of one object that may hold an open row group at once.
+pub const MAX_BUFFERING_DAY_FILES: usize = 4;
+
+/// Columns stored dictionary-encoded without a compression codec (see
+/// [`writer_properties`]).
+pub const DICTIONARY_ONLY_COLUMNS: &[&str] = &[
+    "event_name",
+    "event_type",
+    "event_version",
+    "event_category",
+    "aws_region",
+    "account_id",
+    "read_only",
+    "management_event",
+    "principal_type",
+    "principal",
+    "principal_account",
+    "user_name",
+    "session_issuer_arn",
+    "mfa_authenticated",
+    "invoked_by",
+    "via_aws_service",
+    "vpc_endpoint_id",
+    "vpc_endpoint_account_id",
+    "tls_version",
+    "key_arn",
+    "key_id",
+    "key_account",
+    "key_region",
+    "key_ref",
+    "alias_name",
+    "destination_key_arn",
+    "destination_key_account",
+    "encryption_algorithm",
+    "key_spec",
+    "key_usage",
+    "key_origin",
+    "grantee_principal",
+    "retiring_principal",
+    "bypass_policy_lockout_safety_check",
+    "pending_window_in_days",
+    "error_code",
+    "source_object",
+];
+
 /// A file being written for one (object, day).
 struct DayFile {
     day: i32,
     staged: PathBuf,
     writer: ArrowWriter<File>,
     rows: usize,
+    /// `ObjectWriter::writes` at this file's last write (for least-recently-written).
+    last_write: u64,
 }
 
 /// Writes one object's batches, split by event day, to staged files; [`ObjectWriter::commit`]
@@ -201,6 +258,7 @@ pub struct ObjectWriter<'l> {
     stem: String,
     files: Vec<DayFile>,
     props: Arc<WriterProperties>,
+    writes: u64,
 }
 
 impl std::fmt::Debug for ObjectWriter<'_> {
@@ -226,6 +284,7 @@ impl<'l> ObjectWriter<'l> {
             stem: object_file_stem(source_uri),
             files: Vec::new(),
             props: Arc::new(writer_properties()),
+            writes: 0,
         }
     }
 
@@ -282,6 +341,7 @@ impl<'l> ObjectWriter<'l> {
                     staged,
                     writer,
                     rows: 0,
+                    last_write: 0,
                 });
                 self.files.len() - 1
             }
@@ -292,7 +352,58 @@ impl<'l> ObjectWriter<'l> {
             source,
         })?;
         f.rows += batch.num_rows();
+        self.writes += 1;
+        f.last_write = self.writes;
+        self.enforce_memory_budget()
+    }
+
+    /// Bounds what this object's day files buffer: an object spanning many days (an export,
+    /// a backfill) would otherwise hold one open row group per day, each with 56 column
+    /// encoders. At most [`MAX_BUFFERING_DAY_FILES`] files keep a row group open (the least
+    /// recently written is flushed), and their buffers stay under
+    /// [`WRITER_MEMORY_BUDGET`] (the largest is flushed first).
+    fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
+        loop {
+            let buffering: Vec<usize> = (0..self.files.len())
+                .filter(|&i| self.files[i].writer.in_progress_rows() > 0)
+                .collect();
+            if buffering.len() <= MAX_BUFFERING_DAY_FILES {
+                break;
+            }
+            let oldest = buffering
+                .into_iter()
+                .min_by_key(|&i| self.files[i].last_write)
+                .unwrap_or(0);
+            self.flush_file(oldest)?;
+        }
+        let total: usize = self.files.iter().map(|f| f.writer.in_progress_size()).sum();
+        if total <= WRITER_MEMORY_BUDGET {
+            return Ok(());
+        }
+        let mut order: Vec<(usize, usize)> = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.writer.in_progress_size(), i))
+            .collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        let mut remaining = total;
+        for (size, i) in order {
+            if remaining <= WRITER_MEMORY_BUDGET / 2 {
+                break;
+            }
+            self.flush_file(i)?;
+            remaining -= size;
+        }
         Ok(())
+    }
+
+    fn flush_file(&mut self, i: usize) -> Result<(), LakeError> {
+        let f = &mut self.files[i];
+        f.writer.flush().map_err(|source| LakeError::Parquet {
+            path: f.staged.display().to_string(),
+            source,
+        })
     }
 
     /// Finishes every file and publishes them.

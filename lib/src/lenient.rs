@@ -228,7 +228,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
 /// A string-to-string map (an encryption context). Non-string values keep their JSON text
 /// for scalars and become null for objects and arrays; a non-object is `None`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct StrMap<'a>(pub Option<Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>>);
+pub struct StrMap<'a>(pub Option<Pairs<'a>>);
+
+/// Key/value pairs in document order; a value is None when it was an object or array.
+pub type Pairs<'a> = Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>;
 
 struct StrMapVisitor<'a>(PhantomData<&'a ()>);
 

@@ -504,9 +504,9 @@ impl ValueScanner {
         let n = buf.len();
         loop {
             if self.in_string {
-                match memchr::memchr2(b'"', b'\\', &buf[i..]) {
+                match find_quote_or_backslash(buf, i) {
                     Some(k) => {
-                        i += k;
+                        i = k;
                         if buf[i] == b'"' {
                             self.in_string = false;
                             i += 1;
@@ -555,9 +555,74 @@ impl ValueScanner {
     }
 }
 
+/// Index of the first `"` or `\\` at or after `from`. Strings in CloudTrail records are
+/// short, so a word-at-a-time scan beats setting up a vectorized search for each one.
+#[inline]
+fn find_quote_or_backslash(buf: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const QUOTE: u64 = LO * b'"' as u64;
+    const BACKSLASH: u64 = LO * b'\\' as u64;
+    // Exact per-byte "is zero" mask (no false positives across bytes).
+    #[inline]
+    fn zero_bytes(x: u64) -> u64 {
+        !((((x & !HI).wrapping_add(!HI)) | x) | !HI)
+    }
+    let mut i = from;
+    while i + 8 <= buf.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&buf[i..i + 8]);
+        let w = u64::from_le_bytes(word);
+        let hits = zero_bytes(w ^ QUOTE) | zero_bytes(w ^ BACKSLASH);
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    buf[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|k| i + k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_scan_finds_the_first_quote_or_backslash() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"abc",
+            b"\"",
+            b"abcdefgh\"",
+            b"abcdefghijklmnop\\x\"",
+            b"\xff\x80\"\x00",
+        ];
+        for bytes in cases {
+            for from in 0..=bytes.len() {
+                let want = bytes[from..]
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\')
+                    .map(|k| from + k);
+                assert_eq!(
+                    find_quote_or_backslash(bytes, from),
+                    want,
+                    "{bytes:?} from {from}"
+                );
+            }
+        }
+        // Every byte value next to a quote, at every offset of a word.
+        for b in 0..=255u8 {
+            for at in 0..9 {
+                let mut v = vec![b; 12];
+                if b != b'"' && b != b'\\' {
+                    v[at] = b'"';
+                    assert_eq!(find_quote_or_backslash(&v, 0), Some(at), "{b} at {at}");
+                }
+            }
+        }
+    }
 
     fn collect(input: &[u8], chunk: usize) -> Result<Vec<String>, ReadError> {
         struct Chunked<'a>(&'a [u8], usize);

@@ -7,6 +7,7 @@
 //! encryption context and the rest.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,10 +38,22 @@ pub struct RejectReason {
 /// Parses a record candidate. `source_object` is stored in every row.
 pub fn classify<'a>(bytes: &'a [u8], source_object: &'a str) -> Outcome<'a> {
     // Every KMS record carries the event source verbatim; CloudTrail never escapes it.
-    if memchr::memmem::find(bytes, KMS_EVENT_SOURCE.as_bytes()).is_none() {
+    static KMS_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(KMS_EVENT_SOURCE.as_bytes()));
+    if KMS_FINDER.find(bytes).is_none() {
         return Outcome::Skipped;
     }
-    let raw: RawRecord<'a> = match serde_json::from_slice(bytes) {
+    // Validate UTF-8 once for the whole record (serde_json would do it string by string).
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return Outcome::Rejected(RejectReason {
+                event_id: sniff_event_id(bytes),
+                reason: format!("invalid UTF-8: {e}"),
+            });
+        }
+    };
+    let raw: RawRecord<'a> = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             return Outcome::Rejected(RejectReason {
@@ -272,7 +285,7 @@ struct KeyMetadata<'a> {
 // ---------------------------------------------------------------------------------------
 
 /// An encryption context: key/value pairs in the order the record gave them.
-pub type Context<'a> = Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>;
+pub type Context<'a> = crate::lenient::Pairs<'a>;
 
 /// One KMS record, one field per column of [`crate::schema::COLUMNS`] (same order).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -393,15 +406,13 @@ impl<'a> KmsEvent<'a> {
         let session_issuer_arn = own(issuer.arn);
         let principal = stable_principal(
             principal_type.as_deref(),
-            principal_arn.as_deref(),
-            session_issuer_arn.as_deref(),
-            invoked_by.as_deref(),
+            &principal_arn,
+            &session_issuer_arn,
+            &invoked_by,
         );
         let principal_account = own(ui.account_id).or_else(|| {
-            principal_arn
-                .as_deref()
-                .and_then(arn_account)
-                .map(|a| Cow::Owned(a.to_owned()))
+            let arn = principal_arn.as_ref()?;
+            arn_account(arn).map(|a| part_of(arn, a))
         });
         let via_aws_service = principal_type.as_deref() == Some("AWSService")
             || event_type.as_deref() == Some("AwsServiceEvent")
@@ -470,23 +481,23 @@ impl<'a> KmsEvent<'a> {
                     .filter(|a| a.contains(":key/"))
             })
             .or_else(|| own(resp.key_id).filter(|a| a.contains(":key/")));
-        let (key_id, key_account, key_region) = match key_arn.as_deref().and_then(split_key_arn) {
-            Some(parts) => (
-                Some(Cow::Owned(parts.key_id.to_owned())),
-                Some(Cow::Owned(parts.account.to_owned())),
-                Some(Cow::Owned(parts.region.to_owned())),
+        let key_parts = key_arn
+            .as_ref()
+            .and_then(|arn| split_key_arn(arn).map(|p| (arn, p)));
+        let (key_id, key_account, key_region) = match key_parts {
+            Some((arn, parts)) => (
+                Some(part_of(arn, parts.key_id)),
+                Some(part_of(arn, parts.account)),
+                Some(part_of(arn, parts.region)),
             ),
             None => (None, resource_account, None),
         };
         let destination_key_account = destination_key_arn
-            .as_deref()
-            .and_then(split_key_arn)
-            .map(|p| Cow::Owned(p.account.to_owned()));
+            .as_ref()
+            .and_then(|arn| split_key_arn(arn).map(|p| part_of(arn, p.account)));
         let alias_name = own(req.alias_name).or_else(|| {
-            key_ref
-                .as_deref()
-                .and_then(alias_of)
-                .map(|a| Cow::Owned(a.to_owned()))
+            let r = key_ref.as_ref()?;
+            alias_of(r).map(|a| part_of(r, a))
         });
 
         let (encryption_context, destination_encryption_context) = if is_reencrypt {
@@ -578,28 +589,23 @@ impl<'a> KmsEvent<'a> {
 /// user/root ARN, else the invoking service.
 fn stable_principal<'a>(
     kind: Option<&str>,
-    arn: Option<&str>,
-    issuer_arn: Option<&str>,
-    invoked_by: Option<&str>,
+    arn: &Option<Cow<'a, str>>,
+    issuer_arn: &Option<Cow<'a, str>>,
+    invoked_by: &Option<Cow<'a, str>>,
 ) -> Option<Cow<'a, str>> {
-    let owned = |s: &str| Some(Cow::Owned(s.to_owned()));
     match kind {
         Some("AssumedRole") | Some("FederatedUser") => {
-            if let Some(i) = issuer_arn {
-                return owned(i);
+            if issuer_arn.is_some() {
+                return issuer_arn.clone();
             }
-            if let Some(role) = arn.and_then(role_arn_from_session) {
+            if let Some(role) = arn.as_deref().and_then(role_arn_from_session) {
                 return Some(Cow::Owned(role));
             }
         }
-        Some("AWSService") => {
-            if let Some(s) = invoked_by {
-                return owned(s);
-            }
-        }
+        Some("AWSService") if invoked_by.is_some() => return invoked_by.clone(),
         _ => {}
     }
-    arn.or(invoked_by).and_then(owned)
+    arn.clone().or_else(|| invoked_by.clone())
 }
 
 /// `arn:aws:sts::111122223333:assumed-role/Role/session` → `arn:aws:iam::111122223333:role/Role`
@@ -616,6 +622,25 @@ fn role_arn_from_session(arn: &str) -> Option<String> {
     );
     let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
     (service == "sts").then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
+}
+
+/// `part` (a sub-slice of `whole`) with `whole`'s lifetime when `whole` is borrowed, so
+/// derived columns (key id, account, alias) cost no allocation.
+fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
+    match whole {
+        Cow::Borrowed(w) => {
+            let start = (part.as_ptr() as usize).wrapping_sub(w.as_ptr() as usize);
+            let sub = start
+                .checked_add(part.len())
+                .and_then(|end| w.get(start..end))
+                .filter(|sub| sub.as_ptr() == part.as_ptr());
+            match sub {
+                Some(sub) => Cow::Borrowed(sub),
+                None => Cow::Owned(part.to_owned()),
+            }
+        }
+        Cow::Owned(_) => Cow::Owned(part.to_owned()),
+    }
 }
 
 /// True for an AWS service principal name (`s3.amazonaws.com`) or `AWS Internal`.

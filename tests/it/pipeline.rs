@@ -71,7 +71,7 @@ fn counts_per_event_name_match_what_was_generated() {
     assert!(manifest.kms_records > 1000, "{}", manifest.kms_records);
     let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
 
-    let run = ingest(&[trail.clone()], &lake);
+    let run = ingest(std::slice::from_ref(&trail), &lake);
     assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
     assert_eq!(run.objects, manifest.log_files.len() as u64);
     // Digests and the Insights file are skipped by name, not read.
@@ -148,7 +148,7 @@ fn reingesting_adds_no_rows_and_copies_map_to_the_same_files() {
     )
     .expect("generate");
     let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
-    ingest(&[trail.clone()], &lake);
+    ingest(std::slice::from_ref(&trail), &lake);
     let first = total_rows(lake.root());
     assert_eq!(first, manifest.kms_records as i64);
     let files_before = parquet_files(lake.root());
@@ -250,7 +250,7 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
     .expect("write");
 
     let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
-    let run = ingest(&[trail.clone()], &lake);
+    let run = ingest(std::slice::from_ref(&trail), &lake);
     assert_eq!(run.objects, manifest.log_files.len() as u64 + 5);
     assert_eq!(run.objects_failed, 4, "{:#?}", run.failures);
     let mut failed: Vec<(String, String)> = run
@@ -398,7 +398,7 @@ fn date_filters_prune_partitions_and_types_survive_parquet() {
     assert!(matches!(schema.field(2).data_type(), DataType::List(_)));
     assert_eq!(schema.field(3).data_type(), &DataType::Boolean);
     let n_ctx = b[0].column(4);
-    assert!(n_ctx.len() > 0 && n_ctx.null_count() == 0);
+    assert!(!n_ctx.is_empty() && n_ctx.null_count() == 0);
 }
 
 #[test]
