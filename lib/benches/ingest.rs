@@ -1,1 +1,406 @@
-fn main() {}
+//! Ingest benchmark (not a test): `cargo bench -p kms-audit --no-default-features --bench ingest`
+//! (or `scripts/bench`).
+//!
+//! On a generated CloudTrail corpus (default 600 MB of raw JSON, gzipped like CloudTrail) it
+//! reports, on ONE core:
+//!
+//! * decompression only (gunzip to nothing), MB/s of decompressed JSON;
+//! * parse + extract (split records, skip non-KMS, parse KMS, fill Arrow batches) on bytes
+//!   already decompressed in memory, MB/s;
+//! * end to end (gunzip → records → Parquet files in a lake), MB/s and records/s, and its
+//!   time relative to decompression only;
+//!
+//! then end to end on all cores, and the peak RSS while ingesting one ~1 GB (raw) object.
+//! `gzip -dc` on the same files is timed too when `gzip` is installed.
+//!
+//! Environment: `KMS_AUDIT_BENCH_MB` (corpus size, raw MB), `KMS_AUDIT_BENCH_LARGE_MB` (the
+//! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached).
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use flate2::read::MultiGzDecoder;
+use kms_audit::batch::EventBatchBuilder;
+use kms_audit::generate::{GenConfig, generate_tree, write_large_object};
+use kms_audit::ingest::{BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object};
+use kms_audit::lake::LocalLake;
+use kms_audit::reader::{Item, RecordReader};
+use kms_audit::record::{Outcome, classify};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set size of this process, bytes (VmHWM).
+fn peak_rss() -> u64 {
+    status_kb("VmHWM:") * 1024
+}
+
+fn status_kb(field: &str) -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0). Returns false where not permitted.
+fn reset_peak_rss() -> bool {
+    fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// CPU time (user + system) of the whole process, seconds.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Timing) {
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let v = f();
+    (
+        v,
+        Timing {
+            wall: t0.elapsed().as_secs_f64(),
+            cpu: cpu_seconds() - c0,
+        },
+    )
+}
+
+fn list_gz(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir(dir)
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("/CloudTrail/") && p.extension().is_some_and(|e| e == "gz")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
+    let marker = dir.join(format!("corpus-{target_mb}mb.done"));
+    let trail = dir.join("trail");
+    if !marker.exists() {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir)?;
+        // ~1.05 KB per record, 2.5 records per KMS record, 6 sites, mean load 0.55.
+        let hours = 48u32;
+        let kms_per_hour =
+            (target_mb as f64 * 1e6 / 1050.0 / 2.5 / 6.0 / 0.55 / f64::from(hours)).ceil() as u32;
+        eprintln!(
+            "generating a ~{target_mb} MB corpus in {} ...",
+            dir.display()
+        );
+        let (m, t) = timed(|| {
+            generate_tree(
+                &GenConfig {
+                    hours,
+                    kms_per_hour,
+                    files_per_hour: 12,
+                    digests: false,
+                    ..GenConfig::default()
+                },
+                &trail,
+            )
+        });
+        let m = m?;
+        eprintln!(
+            "  {} files, {} records, {:.0} MB raw in {:.1}s",
+            m.log_files.len(),
+            m.records,
+            m.raw_bytes as f64 / 1e6,
+            t.wall
+        );
+        fs::write(&marker, b"")?;
+    }
+    Ok(list_gz(&trail))
+}
+
+/// Splits, classifies and extracts every record of the files, decompressed beforehand;
+/// returns the seconds spent after decompression, records and KMS records.
+fn parse_phase(files: &[PathBuf]) -> io::Result<(f64, u64, u64)> {
+    let mut parse_secs = 0.0;
+    let (mut records, mut kms) = (0u64, 0u64);
+    for f in files {
+        let mut raw = Vec::new();
+        MultiGzDecoder::new(fs::File::open(f)?).read_to_end(&mut raw)?;
+        let t0 = Instant::now();
+        let uri = f.display().to_string();
+        let mut reader = RecordReader::new(raw.as_slice());
+        let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
+        while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+            records += 1;
+            if let Item::Object(bytes) = item
+                && let Outcome::Kms(e) = classify(bytes, &uri)
+            {
+                kms += 1;
+                builder.append(&e);
+                if builder.len() >= BATCH_ROWS {
+                    builder.finish().map_err(io::Error::other)?;
+                }
+            }
+        }
+        builder.finish().map_err(io::Error::other)?;
+        parse_secs += t0.elapsed().as_secs_f64();
+    }
+    Ok((parse_secs, records, kms))
+}
+
+/// Ingests one ~`large_mb` MB (raw) object and reports its peak RSS.
+fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let big = dir.join(format!("large-{large_mb}mb.json.gz"));
+    if !big.exists() {
+        eprintln!("writing a ~{large_mb} MB (raw) single object ...");
+        write_large_object(&big, large_mb * 1_000_000, 11, 6)?;
+    }
+    let lake_dir = dir.join("lake-large");
+    let _ = fs::remove_dir_all(&lake_dir);
+    let lake = LocalLake::open(&lake_dir)?;
+    let obj = LocalFile::new(&big);
+    let reset = reset_peak_rss();
+    let before = status_kb("VmRSS:") * 1024;
+    let (rep, t) = timed(|| ingest_object(&obj, &lake));
+    let rep = rep.map_err(io::Error::other)?;
+    println!(
+        "single object: {:.0} MB raw ({:.0} MB gzipped), {} records, {} KMS in {:.2}s ({:.0} MB/s); peak RSS {:.1} MB (RSS before {:.1} MB){}",
+        mb(rep.counts.bytes_decompressed),
+        mb(rep.counts.bytes_in),
+        rep.counts.records,
+        rep.counts.kms_events,
+        t.wall,
+        mb(rep.counts.bytes_decompressed) / t.wall,
+        mb(peak_rss()),
+        mb(before),
+        if reset {
+            ""
+        } else {
+            " (VmHWM reset not permitted)"
+        }
+    );
+    Ok(())
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return Ok(()); // cargo bench --list
+    }
+    run()
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let target_mb = env_u64("KMS_AUDIT_BENCH_MB", 600);
+    let large_mb = env_u64("KMS_AUDIT_BENCH_LARGE_MB", 1024);
+    let dir = std::env::var_os("KMS_AUDIT_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("kms-audit-bench"));
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("large") {
+        return large_object(&dir, large_mb.max(1));
+    }
+    let files = corpus(&dir.join("corpus"), target_mb)?;
+    let gz_bytes: u64 = files
+        .iter()
+        .map(|f| fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    // Warm the page cache so every phase reads from memory.
+    for f in &files {
+        fs::read(f)?;
+    }
+
+    // 1. Decompression only.
+    let (raw_bytes, t_dec) = timed(|| -> io::Result<u64> {
+        let mut total = 0;
+        for f in &files {
+            total += io::copy(
+                &mut MultiGzDecoder::new(io::BufReader::new(fs::File::open(f)?)),
+                &mut io::sink(),
+            )?;
+        }
+        Ok(total)
+    });
+    let raw_bytes = raw_bytes?;
+
+    // gzip -dc, for reference (file names go through xargs: one argument is capped at 128 KB).
+    let t_gzip = {
+        let trail = files
+            .first()
+            .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let (ok, t) = timed(|| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg("find \"$1\" -path '*/CloudTrail/*' -name '*.gz' -print0 | sort -z | xargs -0 cat | gzip -dc > /dev/null")
+                .arg("sh")
+                .arg(&trail)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        });
+        // The child's CPU time is not in this process's counters: report wall time.
+        ok.then_some(t.wall)
+    };
+
+    // 2. Parse + extract on decompressed bytes (timed without the decompression).
+    let (parse_secs, records, kms) = parse_phase(&files)?;
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
+        println!(
+            "parse + extract: {:.2}s, {:.0} MB/s, {records} records, {kms} KMS",
+            parse_secs,
+            mb(raw_bytes) / parse_secs
+        );
+        return Ok(());
+    }
+
+    let only_e2e = std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e");
+    // 3. End to end, one core.
+    let lake_dir = dir.join("lake-1");
+    let _ = fs::remove_dir_all(&lake_dir);
+    let lake = LocalLake::open(&lake_dir)?;
+    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
+    let rss_reset = reset_peak_rss();
+    let (res, t_e2e) = timed(|| -> io::Result<u64> {
+        let mut n = 0;
+        for o in &objects {
+            n += ingest_object(o, &lake)
+                .map_err(io::Error::other)?
+                .counts
+                .kms_events;
+        }
+        Ok(n)
+    });
+    let e2e_kms = res?;
+    let rss_e2e = peak_rss();
+    assert_eq!(e2e_kms, kms);
+    if only_e2e {
+        println!(
+            "end to end, one core: {:.2}s, {:.0} MB/s",
+            t_e2e.wall,
+            mb(raw_bytes) / t_e2e.wall
+        );
+        return Ok(());
+    }
+
+    // 4. End to end, all cores.
+    let lake_dir_n = dir.join("lake-n");
+    let _ = fs::remove_dir_all(&lake_dir_n);
+    let lake_n = LocalLake::open(&lake_dir_n)?;
+    let (run, t_par) = timed(|| ingest_all(&objects, &lake_n, &|_| {}));
+    assert_eq!(run.objects_failed, 0);
+    assert_eq!(run.counts.kms_events, kms);
+    let parquet_bytes: u64 = walkdir(&lake_dir_n.join("kms_events"))
+        .iter()
+        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+
+    let threads = rayon::current_num_threads();
+    println!("## kms-audit ingest benchmark");
+    println!();
+    println!(
+        "corpus: {} objects, {:.0} MB raw JSON ({:.0} MB gzipped), {} records, {} KMS ({:.0}%); Parquet out: {:.1} MB",
+        files.len(),
+        mb(raw_bytes),
+        mb(gz_bytes),
+        records,
+        kms,
+        100.0 * kms as f64 / records as f64,
+        mb(parquet_bytes)
+    );
+    println!();
+    println!(
+        "| phase (1 core unless noted) | seconds | MB/s (raw JSON) | records/s | vs decompression |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let row = |name: &str, secs: f64| {
+        println!(
+            "| {name} | {secs:.2} | {:.0} | {:.0} | {:.2}x |",
+            mb(raw_bytes) / secs,
+            records as f64 / secs,
+            secs / t_dec.wall
+        );
+    };
+    row("decompression only (flate2/zlib-rs)", t_dec.wall);
+    if let Some(g) = t_gzip {
+        row("`gzip -dc` (reference)", g);
+    }
+    row("parse + extract, decompressed input", parse_secs);
+    row("end to end: gunzip → Parquet lake", t_e2e.wall);
+    println!(
+        "| end to end, {threads} threads (wall) | {:.2} | {:.0} | {:.0} | {:.2}x |",
+        t_par.wall,
+        mb(raw_bytes) / t_par.wall,
+        records as f64 / t_par.wall,
+        t_par.wall / t_dec.wall
+    );
+    println!();
+    println!(
+        "end-to-end CPU time {:.2}s vs decompression-only CPU time {:.2}s: {:.2}x; {:.0} KMS events/s",
+        t_e2e.cpu,
+        t_dec.cpu,
+        t_e2e.cpu / t_dec.cpu.max(1e-9),
+        kms as f64 / t_e2e.wall
+    );
+    println!(
+        "peak RSS during single-core end to end: {:.1} MB{}",
+        mb(rss_e2e),
+        if rss_reset {
+            ""
+        } else {
+            " (since process start: VmHWM reset not permitted)"
+        }
+    );
+
+    // 5. One large object: memory must stay flat. Measured in a fresh process of this
+    //    benchmark, so the phases above do not count in its peak.
+    if large_mb > 0 {
+        let exe = std::env::current_exe()?;
+        let status = std::process::Command::new(exe)
+            .arg("--bench")
+            .env("KMS_AUDIT_BENCH_ONLY", "large")
+            .env("KMS_AUDIT_BENCH_LARGE_MB", large_mb.to_string())
+            .env("KMS_AUDIT_BENCH_DIR", &dir)
+            .status()?;
+        if !status.success() {
+            return Err("the large-object run failed".into());
+        }
+    }
+    Ok(())
+}
