@@ -1,0 +1,174 @@
+//! The `kms-audit` binary as users run it: arguments, stdout, stderr and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kms_audit(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kms-audit"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("KMS_AUDIT_LAKE")
+        .output()
+        .expect("run kms-audit")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn ingest_json_summary_exit_codes_and_named_failures() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let gen_out = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "trail",
+            "--hours",
+            "3",
+            "--accounts",
+            "1",
+            "--regions",
+            "us-east-1",
+            "--kms-per-hour",
+            "10",
+            "--manifest",
+            "manifest.json",
+        ],
+        dir,
+    );
+    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+
+    let ok = kms_audit(&["ingest", "trail", "--json"], dir);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout(&ok).trim()).expect("one JSON object");
+    for field in [
+        "objects",
+        "objects_failed",
+        "records",
+        "kms_events",
+        "skipped",
+        "rejected",
+        "bytes_in",
+        "seconds",
+    ] {
+        assert!(summary.get(field).is_some(), "missing {field}: {summary}");
+    }
+    assert_eq!(summary["kms_events"], manifest["kms_records"]);
+    assert_eq!(summary["records"], manifest["records"]);
+    assert_eq!(summary["objects_failed"], 0);
+    assert_eq!(
+        summary["records"].as_u64(),
+        Some(
+            summary["kms_events"].as_u64().unwrap_or(0)
+                + summary["skipped"].as_u64().unwrap_or(0)
+                + summary["rejected"].as_u64().unwrap_or(0)
+        )
+    );
+    // The default lake is ./kms-lake.
+    assert!(dir.join("kms-lake/kms_events").is_dir());
+
+    // A corrupt object among good ones: named on stderr, exit 1, the good ones written.
+    let bad = dir.join("trail/broken.json.gz");
+    std::fs::write(&bad, b"\x1f\x8b\x08\x00garbage").expect("write");
+    let mixed = kms_audit(&["ingest", "trail", "--json", "--lake", "lake2"], dir);
+    assert_eq!(mixed.status.code(), Some(1), "{}", stderr(&mixed));
+    let err = stderr(&mixed);
+    assert!(err.contains("broken.json.gz"), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(stdout(&mixed).trim()).expect("json");
+    assert_eq!(summary["objects_failed"], 1);
+    assert_eq!(summary["kms_events"], manifest["kms_records"]);
+
+    // SQL in every format.
+    let q = "SELECT event_name, count(*) AS n FROM kms_events GROUP BY event_name ORDER BY n DESC, event_name";
+    let csv = kms_audit(&["sql", q, "--lake", "lake2", "--format", "csv"], dir);
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let csv = stdout(&csv);
+    assert_eq!(csv.lines().next(), Some("event_name,n"));
+    let total: u64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.rsplit(',')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("count")
+        })
+        .sum();
+    assert_eq!(Some(total), manifest["kms_records"].as_u64());
+    let json = kms_audit(&["sql", q, "--lake", "lake2", "--format", "json"], dir);
+    let rows: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    assert_eq!(rows.len(), csv.lines().count() - 1);
+    assert!(rows[0]["event_name"].is_string());
+    let table = kms_audit(&["sql", q, "--lake", "lake2"], dir);
+    assert!(
+        stdout(&table).contains("| event_name"),
+        "{}",
+        stdout(&table)
+    );
+
+    // Nested columns in CSV and JSON.
+    let nested = kms_audit(
+        &[
+            "sql",
+            "SELECT encryption_context FROM kms_events WHERE encryption_context IS NOT NULL LIMIT 1",
+            "--lake",
+            "lake2",
+            "--format",
+            "json",
+        ],
+        dir,
+    );
+    let row: serde_json::Value = serde_json::from_str(stdout(&nested).trim()).expect("row");
+    assert!(row["encryption_context"].is_object(), "{row}");
+
+    // Bad SQL is an error, not a panic.
+    let bad_sql = kms_audit(&["sql", "SELEC nonsense", "--lake", "lake2"], dir);
+    assert_eq!(bad_sql.status.code(), Some(2));
+    assert!(stderr(&bad_sql).contains("error:"));
+}
+
+#[test]
+fn interactive_sql_reads_statements_from_stdin() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-audit"))
+        .args(["sql", "--lake", "lake", "--format", "csv"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"SELECT 1 AS one,\n  2 AS two;\nSELECT count(*) AS n FROM kms_events;\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "one,two\n1,2\nn\n0\n");
+}
+
+#[test]
+fn schema_lists_every_column() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = kms_audit(&["schema"], tmp.path());
+    let text = stdout(&out);
+    for c in kms_audit::schema::COLUMNS {
+        assert!(text.lines().any(|l| l.starts_with(c.name)), "{}", c.name);
+    }
+    assert!(text.contains("event_date"));
+}
