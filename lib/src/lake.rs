@@ -178,6 +178,18 @@ pub fn writer_properties() -> WriterProperties {
     for col in DICTIONARY_ONLY_COLUMNS {
         b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
     }
+    // Min/max of raw JSON and free text prune nothing and cost comparisons of the longest
+    // values in the file.
+    for col in [
+        "request_parameters",
+        "response_elements",
+        "additional_event_data",
+        "key_policy",
+        "user_agent",
+        "error_message",
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+    }
     // Unique per row: a dictionary would only be built to be thrown away.
     for col in [
         "event_id",
