@@ -14,7 +14,8 @@
 //!    one deterministic file per (object, day), published atomically.
 //! 5. [`ingest`]: the orchestration with exact accounting
 //!    (`records == kms_events + skipped + rejected`) and typed per-object errors.
-//! 6. [`query`] (feature `query`): SQL over the lake with DataFusion.
+//! 6. [`query`] and [`udf`] (feature `query`): SQL over the lake with DataFusion, with
+//!    helper functions such as [`policy`]'s key-policy analyser.
 //! 7. [`generate`]: realistic synthetic CloudTrail trees for demos, tests and benchmarks.
 //!
 //! ```no_run
@@ -35,9 +36,12 @@ pub mod ingest;
 pub mod lake;
 pub mod lenient;
 pub mod object_name;
+pub mod policy;
 #[cfg(feature = "query")]
 pub mod query;
 pub mod reader;
 pub mod record;
 pub mod schema;
 pub mod time;
+#[cfg(feature = "query")]
+pub mod udf;

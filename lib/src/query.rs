@@ -40,7 +40,9 @@ pub fn new_context() -> SessionContext {
         .with_information_schema(true)
         .set_str("datafusion.execution.time_zone", "UTC")
         .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    crate::udf::register(&ctx);
+    ctx
 }
 
 /// Listing options of the lake's event table.

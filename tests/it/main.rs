@@ -4,3 +4,4 @@ mod docs;
 mod fixtures;
 mod pipeline;
 mod reader_props;
+mod udfs;
