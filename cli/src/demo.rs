@@ -88,15 +88,39 @@ pub fn run(dir: &Path) -> Result<i32> {
         write_batches(&mut out, &batches, OutputFormat::Table)?;
     }
 
-    println!("\n== 4. The planted incidents, and the events that show them");
+    println!(
+        "\n== 4. kms-audit detect --lake {} (the first 24 hours train the baselines)",
+        lake.display()
+    );
+    let alerts = crate::detect::run(&crate::detect::DetectArgs {
+        lake: &lake_str,
+        rules: None,
+        since: None,
+        until: None,
+        trusted_accounts: &[],
+        state: false,
+    })?;
+    crate::detect::print(&alerts, false)?;
+
+    println!("\n== 5. The planted incidents, and the events that show them");
     for i in &manifest.incidents {
+        let found: Vec<&str> = alerts
+            .iter()
+            .filter(|a| i.event_ids.iter().any(|id| a.event_ids.contains(id)))
+            .map(|a| a.rule_id.as_str())
+            .collect();
         println!(
-            "  {:<32} {} ({} event{}, first {})",
+            "  {:<32} {} ({} event{}, first {}); alerted by: {}",
             i.kind,
             i.description,
             i.event_ids.len(),
             if i.event_ids.len() == 1 { "" } else { "s" },
-            i.event_ids.first().map(String::as_str).unwrap_or("-")
+            i.event_ids.first().map(String::as_str).unwrap_or("-"),
+            if found.is_empty() {
+                "NOTHING".to_owned()
+            } else {
+                found.join(", ")
+            }
         );
     }
     println!(

@@ -2,6 +2,7 @@
 //! `kms_audit` library.
 
 mod demo;
+mod detect;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run the detection rules over the lake and print new alerts
+    Detect {
+        #[command(flatten)]
+        lake: LakeArg,
+        /// A directory of rules (<id>.sql + <id>.yaml) instead of the built-in catalog
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Window start: RFC 3339 or a span before now (7d, 12h). Default: where the last run
+        /// stopped, else the lake's first event + 24 h (the first day trains baselines)
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end (exclusive). Default: after the last event
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = AlertFormat::Table)]
+        format: AlertFormat,
+        /// Accounts to trust besides those whose logs are in the lake (comma-separated)
+        #[arg(long, env = "KMS_AUDIT_TRUSTED_ACCOUNTS", value_delimiter = ',')]
+        trusted_accounts: Vec<String>,
+        /// Do not read or write the deduplication state (<lake>/state/detections.json)
+        #[arg(long)]
+        no_state: bool,
+    },
+    /// List the detection rules with severity and references
+    Rules {
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Generate a sample CloudTrail tree with planted incidents, ingest it and query it
     Demo {
         /// Where to put the sample tree and its lake
@@ -97,6 +126,13 @@ struct LakeArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlertFormat {
+    Table,
+    /// One alert per line
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
     Table,
     Csv,
@@ -133,6 +169,31 @@ fn run(cli: Cli) -> Result<i32> {
         } => cmd_ingest(&sources, &lake.lake, json),
         Command::Sql { sql, lake, format } => cmd_sql(sql.as_deref(), &lake.lake, format.into()),
         Command::Demo { dir } => demo::run(&dir),
+        Command::Detect {
+            lake,
+            rules,
+            since,
+            until,
+            format,
+            trusted_accounts,
+            no_state,
+        } => {
+            let json = matches!(format, AlertFormat::Json);
+            let alerts = detect::run(&detect::DetectArgs {
+                lake: &lake.lake,
+                rules: rules.as_deref(),
+                since: since.as_deref(),
+                until: until.as_deref(),
+                trusted_accounts: &trusted_accounts,
+                state: !no_state,
+            })?;
+            detect::print(&alerts, json)?;
+            Ok(0)
+        }
+        Command::Rules { rules } => {
+            detect::list(rules.as_deref())?;
+            Ok(0)
+        }
         Command::Generate {
             out,
             hours,

@@ -31,6 +31,8 @@
 //! ```
 
 pub mod batch;
+#[cfg(feature = "query")]
+pub mod detect;
 pub mod generate;
 pub mod ingest;
 pub mod lake;

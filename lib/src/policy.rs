@@ -211,6 +211,23 @@ pub fn is_private_ip(s: &str) -> bool {
     }
 }
 
+/// The network an address belongs to for "seen before" baselines: the /24 of an IPv4
+/// address, the /48 of an IPv6 address (an office NAT pool or a DHCP range is one network).
+/// None for what is not an IP. For `"a, b"`, the first address.
+pub fn ip_network(s: &str) -> Option<String> {
+    let first = s.split(',').next().unwrap_or("").trim();
+    match first.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +308,23 @@ mod tests {
                 .expect("valid")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(
+            ip_network("198.51.100.14").as_deref(),
+            Some("198.51.100.0/24")
+        );
+        assert_eq!(
+            ip_network("203.0.113.9, 10.0.0.1").as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            ip_network("2600:1f18:abcd:12::1").as_deref(),
+            Some("2600:1f18:abcd::/48")
+        );
+        assert_eq!(ip_network("s3.amazonaws.com"), None);
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub fn new_context() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .set_str("datafusion.execution.time_zone", "UTC")
-        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+        // Plain Utf8 everywhere, as stored: results keep the lake's types, and callers of
+        // the library read strings one way.
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
     let ctx = SessionContext::new_with_config(config);
     crate::udf::register(&ctx);
     ctx

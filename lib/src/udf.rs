@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `is_private_ip(source_ip)` | true for RFC 1918, loopback, link-local, CGNAT and IPv6 ULA/link-local addresses; false for public IPs, service names and "AWS Internal" |
 //! | `arn_account(arn)` | the account id in any ARN, else null |
+//! | `ip_network(source_ip)` | the /24 (IPv4) or /48 (IPv6) network of an address, else null |
 //! | `policy_findings(key_policy)` | a list of `{kind, sid, value}` structs (see [`crate::policy`]); null for invalid JSON |
 
 use std::sync::Arc;
@@ -89,6 +90,21 @@ fn arn_account_udf() -> ScalarUDF {
     )
 }
 
+fn ip_network_udf() -> ScalarUDF {
+    create_udf(
+        "ip_network",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let (arr, scalar) = utf8_arg(args, "ip_network")?;
+            let s = arr.as_string::<i32>();
+            let out: StringArray = s.iter().map(|v| v.and_then(policy::ip_network)).collect();
+            output(Arc::new(out), scalar)
+        }),
+    )
+}
+
 fn policy_findings_udf() -> ScalarUDF {
     create_udf(
         "policy_findings",
@@ -143,5 +159,6 @@ fn string_field(st: &mut StructBuilder, i: usize) -> Result<&mut StringBuilder> 
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(is_private_ip_udf());
     ctx.register_udf(arn_account_udf());
+    ctx.register_udf(ip_network_udf());
     ctx.register_udf(policy_findings_udf());
 }

@@ -1,5 +1,6 @@
 //! kms-audit integration tests: one binary, a module per topic.
 
+mod detections;
 mod docs;
 mod fixtures;
 mod pipeline;

@@ -1,0 +1,122 @@
+//! `kms-audit detect` and `kms-audit rules`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kms_audit::detect::{
+    Alert, DetectOptions, DetectState, Rule, builtin_rules, load_rules, parse_time_arg,
+    resolve_window, run_rules, state_path, suppress_reported,
+};
+use kms_audit::query::open_local;
+
+/// Options of one detection run.
+#[derive(Debug)]
+pub struct DetectArgs<'a> {
+    pub lake: &'a str,
+    pub rules: Option<&'a Path>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub trusted_accounts: &'a [String],
+    /// Keep and honour deduplication state under `<lake>/state/`.
+    pub state: bool,
+}
+
+pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
+    Ok(match dir {
+        Some(d) => load_rules(d).with_context(|| format!("loading rules from {}", d.display()))?,
+        None => builtin_rules()?,
+    })
+}
+
+/// Runs the rules; returns the alerts that are new (not already reported).
+pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
+    let store = crate::local_lake(args.lake)?;
+    let rules = rules(args.rules)?;
+    let rt = crate::runtime()?;
+    let ctx = open_local(store.root())?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let opts = DetectOptions {
+        since: args.since.map(|s| parse_time_arg(s, now)).transpose()?,
+        until: args.until.map(|s| parse_time_arg(s, now)).transpose()?,
+        trusted_accounts: args.trusted_accounts.to_vec(),
+    };
+    let state_file = state_path(store.root());
+    let mut state = if args.state {
+        Some(DetectState::load(&state_file)?)
+    } else {
+        None
+    };
+    let Some(window) = rt.block_on(resolve_window(&ctx, &opts, state.as_ref()))? else {
+        eprintln!(
+            "no events to judge in {} (an empty lake, or only its first 24 hours, which train baselines)",
+            args.lake
+        );
+        return Ok(Vec::new());
+    };
+    let alerts = rt.block_on(run_rules(&ctx, &rules, window, &opts.trusted_accounts))?;
+    let alerts = match state.as_mut() {
+        Some(st) => {
+            let fresh = suppress_reported(alerts, &rules, st, window);
+            st.save(&state_file)?;
+            fresh
+        }
+        None => alerts,
+    };
+    eprintln!(
+        "{} rules over {} .. {}: {} alert(s)",
+        rules.len(),
+        kms_audit::time::format_micros(window.since),
+        kms_audit::time::format_micros(window.until),
+        alerts.len()
+    );
+    Ok(alerts)
+}
+
+pub fn print(alerts: &[Alert], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for a in alerts {
+            serde_json::to_writer(&mut out, a)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    if alerts.is_empty() {
+        writeln!(out, "no alerts")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<9} {:<36} {:<21} {:>6}  summary",
+        "severity", "rule", "first seen", "events"
+    )?;
+    for a in alerts {
+        writeln!(
+            out,
+            "{:<9} {:<36} {:<21} {:>6}  {}",
+            a.severity.as_str().to_uppercase(),
+            a.rule_id,
+            a.first_seen,
+            a.count,
+            a.summary
+        )?;
+    }
+    Ok(())
+}
+
+pub fn list(dir: Option<&Path>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for r in rules(dir)? {
+        let m = &r.meta;
+        writeln!(out, "{:<36} {:<8} {}", m.id, m.severity.as_str(), m.title)?;
+        writeln!(
+            out,
+            "{:<36} dedup {}; {}",
+            "",
+            m.dedup_window,
+            m.references.join("; ")
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,642 @@
+//! Detection rules: SQL over the lake, deduplicated alerts.
+//!
+//! A rule is `queries/detections/<rule_id>.sql` plus `<rule_id>.yaml` (metadata, references,
+//! runbook, dedup window, and its own positive and negative test records). The catalog ships
+//! inside the binary ([`builtin_rules`]); `--rules DIR` loads another directory.
+//!
+//! Rules read three relations the engine registers for each run:
+//!
+//! * `window_events`: `kms_events` in the detection window `[since, until)`;
+//! * `history_events`: `kms_events` before `since` (what baselines learn from);
+//! * `trusted_accounts(account_id)`: the accounts whose logs are in the lake, plus the
+//!   configured list.
+//!
+//! and return one row per alert with the columns `principal, key_arn, account_id,
+//! aws_region, first_seen, last_seen, count, source_ips, event_ids, summary`, optionally
+//! `severity` (to override the rule's) and `dedup_on` (to separate incidents beyond
+//! principal, key and account). With no `since`, the first 24 hours of the lake are
+//! learning only.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::prelude::SessionContext;
+use serde::{Deserialize, Serialize};
+
+use crate::query::{QueryError, run_sql};
+use crate::time::{DAY_MICROS, format_micros, parse_event_time};
+
+/// At most this many event ids are listed in one alert.
+pub const MAX_EVENT_IDS: usize = 1000;
+
+/// Alert severity, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+    fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "critical" => Some(Severity::Critical),
+            "high" => Some(Severity::High),
+            "medium" => Some(Severity::Medium),
+            "low" => Some(Severity::Low),
+            "info" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+}
+
+/// One of a rule's own test cases: records (each merged over a default KMS record by the
+/// test harness) and the event ids that must alert (empty: nothing may alert).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTest {
+    pub name: String,
+    /// Start of the detection window (RFC 3339); records before it are history.
+    #[serde(default)]
+    pub since: Option<String>,
+    pub records: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+/// A rule's metadata (the YAML file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleMeta {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub description: String,
+    /// Why it matters, in KMS terms.
+    pub why: String,
+    /// MITRE ATT&CK, CIS AWS Foundations, PCI DSS, Security Hub controls.
+    pub references: Vec<String>,
+    /// How long the same incident stays one alert (`24h`, `7d`, `30m`).
+    pub dedup_window: String,
+    pub runbook: Vec<String>,
+    pub tests: Vec<RuleTest>,
+}
+
+/// A loaded rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub meta: RuleMeta,
+    pub sql: String,
+}
+
+/// Errors loading or running rules.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("rule {rule}: {reason}")]
+    Rule { rule: String, reason: String },
+    #[error("rule {rule}: {source}")]
+    Query {
+        rule: String,
+        #[source]
+        source: QueryError,
+    },
+    #[error("{0}")]
+    Setup(#[from] QueryError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid time {0:?}: use RFC 3339 or a span like 7d, 12h, 30m")]
+    Time(String),
+}
+
+/// `(id, sql, yaml)` of a rule in `queries/detections/`, embedded at build time.
+macro_rules! rule {
+    ($id:literal) => {
+        (
+            $id,
+            include_str!(concat!("../../queries/detections/", $id, ".sql")),
+            include_str!(concat!("../../queries/detections/", $id, ".yaml")),
+        )
+    };
+}
+
+/// The catalog shipped with kms-audit.
+const BUILTIN: &[(&str, &str, &str)] = &[
+    rule!("kms_key_deletion_scheduled"),
+    rule!("kms_key_disabled"),
+    rule!("kms_imported_key_material_changed"),
+    rule!("kms_key_rotation_disabled"),
+    rule!("kms_key_policy_public"),
+    rule!("kms_key_policy_external_account"),
+    rule!("kms_policy_lockout_bypass"),
+    rule!("kms_grant_to_external_account"),
+    rule!("kms_reencrypt_to_external_key"),
+    rule!("kms_root_usage"),
+    rule!("kms_admin_action_without_mfa"),
+    rule!("kms_access_denied_burst"),
+    rule!("kms_decrypt_spike"),
+    rule!("kms_new_public_source_ip"),
+    rule!("kms_vpce_bypass"),
+    rule!("kms_cross_account_key_use"),
+    rule!("kms_key_pending_deletion_used"),
+    rule!("kms_decrypt_without_usual_context"),
+];
+
+fn parse_rule(id: &str, sql: &str, yaml: &str) -> Result<Rule, DetectError> {
+    let meta: RuleMeta = serde_yaml_ng::from_str(yaml).map_err(|e| DetectError::Rule {
+        rule: id.to_owned(),
+        reason: format!("metadata: {e}"),
+    })?;
+    if meta.id != id {
+        return Err(DetectError::Rule {
+            rule: id.to_owned(),
+            reason: format!("metadata id {:?} differs from the file name", meta.id),
+        });
+    }
+    parse_span(&meta.dedup_window).ok_or_else(|| DetectError::Rule {
+        rule: id.to_owned(),
+        reason: format!("invalid dedup_window {:?}", meta.dedup_window),
+    })?;
+    Ok(Rule {
+        meta,
+        sql: sql.to_owned(),
+    })
+}
+
+/// The built-in catalog.
+pub fn builtin_rules() -> Result<Vec<Rule>, DetectError> {
+    BUILTIN
+        .iter()
+        .map(|(id, sql, yaml)| parse_rule(id, sql, yaml))
+        .collect()
+}
+
+/// The ids of the built-in rules.
+pub fn builtin_rule_ids() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(id, _, _)| *id).collect()
+}
+
+/// Loads every `<id>.sql` + `<id>.yaml` pair of a directory.
+pub fn load_rules(dir: &Path) -> Result<Vec<Rule>, DetectError> {
+    let io = |path: &Path, source| DetectError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "sql").then(|| p.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    ids.sort();
+    ids.iter()
+        .map(|id| {
+            let sql_path = dir.join(format!("{id}.sql"));
+            let yaml_path = dir.join(format!("{id}.yaml"));
+            let sql = std::fs::read_to_string(&sql_path).map_err(|e| io(&sql_path, e))?;
+            let yaml = std::fs::read_to_string(&yaml_path).map_err(|e| io(&yaml_path, e))?;
+            parse_rule(id, &sql, &yaml)
+        })
+        .collect()
+}
+
+/// `7d`, `12h`, `30m`, `45s` in microseconds.
+pub fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let unit_micros = match unit {
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => DAY_MICROS,
+        "w" => 7 * DAY_MICROS,
+        _ => return None,
+    };
+    n.checked_mul(unit_micros)
+}
+
+/// A time argument: RFC 3339, or a span before `now`.
+pub fn parse_time_arg(s: &str, now_micros: i64) -> Result<i64, DetectError> {
+    if let Some(span) = parse_span(s) {
+        return Ok(now_micros - span);
+    }
+    parse_event_time(s)
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_micros())
+        })
+        .ok_or_else(|| DetectError::Time(s.to_owned()))
+}
+
+/// An alert (the JSON contract of `kms-audit detect --format json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub rule_id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub principal: Option<String>,
+    pub key_arn: Option<String>,
+    pub account_id: Option<String>,
+    pub aws_region: Option<String>,
+    pub source_ips: Vec<String>,
+    pub event_ids: Vec<String>,
+    pub summary: String,
+    pub dedup_key: String,
+}
+
+/// What a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct DetectOptions {
+    /// Window start; None: the lake's first event + 24 h (or the state's high-water mark).
+    pub since: Option<i64>,
+    /// Window end (exclusive); None: after the lake's last event.
+    pub until: Option<i64>,
+    /// Accounts trusted besides those whose logs are in the lake.
+    pub trusted_accounts: Vec<String>,
+}
+
+/// Persistent detection state: where the last run stopped and the incidents it reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DetectState {
+    /// End of the last run's window (microseconds).
+    pub high_water_mark: Option<i64>,
+    /// dedup_key → last_seen (microseconds) of the incident as last reported.
+    pub incidents: BTreeMap<String, i64>,
+}
+
+impl DetectState {
+    pub fn load(path: &Path) -> Result<DetectState, DetectError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DetectError::Io {
+                path: path.display().to_string(),
+                source: e.into(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DetectState::default()),
+            Err(e) => Err(DetectError::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Writes atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), DetectError> {
+        let io = |source| DetectError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Where a local lake keeps its detection state.
+pub fn state_path(lake_root: &Path) -> PathBuf {
+    lake_root.join("state").join("detections.json")
+}
+
+/// Late-arriving events: a scheduled run starts this long before the last high-water mark
+/// (deduplication keeps the overlap from re-alerting).
+pub const LATE_ARRIVAL: i64 = 2 * 3_600_000_000;
+
+/// The window a run judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub since: i64,
+    pub until: i64,
+}
+
+async fn lake_bounds(ctx: &SessionContext) -> Result<Option<(i64, i64)>, DetectError> {
+    let b = run_sql(
+        ctx,
+        "SELECT CAST(min(event_time) AS BIGINT), CAST(max(event_time) AS BIGINT) FROM kms_events",
+    )
+    .await?;
+    let Some(batch) = b.first() else {
+        return Ok(None);
+    };
+    let lo = batch.column(0).as_primitive::<Int64Type>();
+    let hi = batch.column(1).as_primitive::<Int64Type>();
+    if lo.is_null(0) || hi.is_null(0) {
+        return Ok(None);
+    }
+    // CAST(timestamp AS BIGINT) gives the stored unit: microseconds.
+    Ok(Some((lo.value(0), hi.value(0))))
+}
+
+/// Resolves the window of a run from the options, the lake and the state.
+pub async fn resolve_window(
+    ctx: &SessionContext,
+    opts: &DetectOptions,
+    state: Option<&DetectState>,
+) -> Result<Option<Window>, DetectError> {
+    let Some((first, last)) = lake_bounds(ctx).await? else {
+        return Ok(None);
+    };
+    let since = opts
+        .since
+        .unwrap_or_else(|| match state.and_then(|s| s.high_water_mark) {
+            Some(hwm) => hwm - LATE_ARRIVAL,
+            None => first + DAY_MICROS,
+        });
+    let until = opts.until.unwrap_or(last + 1);
+    Ok((since < until).then_some(Window { since, until }))
+}
+
+/// Registers `window_events`, `history_events` and `trusted_accounts` for a window.
+pub async fn register_window(
+    ctx: &SessionContext,
+    window: Window,
+    trusted: &[String],
+) -> Result<(), DetectError> {
+    let since_day = crate::time::format_day(window.since.div_euclid(DAY_MICROS));
+    let until_day = crate::time::format_day((window.until - 1).div_euclid(DAY_MICROS));
+    let stmts = [
+        "DROP VIEW IF EXISTS window_events".to_owned(),
+        "DROP VIEW IF EXISTS history_events".to_owned(),
+        "DROP VIEW IF EXISTS trusted_accounts".to_owned(),
+        format!(
+            "CREATE VIEW window_events AS SELECT * FROM kms_events \
+             WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}' \
+               AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
+               AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+            window.since, window.until
+        ),
+        format!(
+            "CREATE VIEW history_events AS SELECT * FROM kms_events \
+             WHERE event_date <= DATE '{since_day}' \
+               AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+            window.since
+        ),
+        {
+            let extra: Vec<String> = trusted
+                .iter()
+                .filter(|a| a.bytes().all(|b| b.is_ascii_digit()))
+                .map(|a| format!("('{a}')"))
+                .collect();
+            let mut sql =
+                "CREATE VIEW trusted_accounts AS SELECT DISTINCT account_id FROM kms_events \
+                           WHERE account_id IS NOT NULL"
+                    .to_owned();
+            if !extra.is_empty() {
+                sql.push_str(&format!(
+                    " UNION SELECT column1 AS account_id FROM (VALUES {})",
+                    extra.join(", ")
+                ));
+            }
+            sql
+        },
+    ];
+    for s in stmts {
+        run_sql(ctx, &s).await?;
+    }
+    Ok(())
+}
+
+/// Runs the rules over a window; returns the alerts (before state-based suppression),
+/// sorted by severity then time.
+pub async fn run_rules(
+    ctx: &SessionContext,
+    rules: &[Rule],
+    window: Window,
+    trusted: &[String],
+) -> Result<Vec<Alert>, DetectError> {
+    register_window(ctx, window, trusted).await?;
+    let mut alerts = Vec::new();
+    for rule in rules {
+        alerts.extend(run_rule(ctx, rule).await?);
+    }
+    alerts.sort_by(|a, b| {
+        (a.severity, &a.first_seen, &a.rule_id).cmp(&(b.severity, &b.first_seen, &b.rule_id))
+    });
+    Ok(alerts)
+}
+
+async fn run_rule(ctx: &SessionContext, rule: &Rule) -> Result<Vec<Alert>, DetectError> {
+    let id = &rule.meta.id;
+    let body = rule.sql.trim().trim_end_matches(';');
+    let df = ctx.sql(body).await.map_err(|e| DetectError::Query {
+        rule: id.clone(),
+        source: e.into(),
+    })?;
+    let has = |name: &str| df.schema().fields().iter().any(|f| f.name() == name);
+    for required in [
+        "principal",
+        "key_arn",
+        "account_id",
+        "aws_region",
+        "first_seen",
+        "last_seen",
+        "count",
+        "source_ips",
+        "event_ids",
+        "summary",
+    ] {
+        if !has(required) {
+            return Err(DetectError::Rule {
+                rule: id.clone(),
+                reason: format!("the query returns no column {required:?}"),
+            });
+        }
+    }
+    let severity_col = if has("severity") {
+        "CAST(severity AS VARCHAR)"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
+    let dedup_col = if has("dedup_on") {
+        "CAST(dedup_on AS VARCHAR)"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
+    let wrapped = format!(
+        "SELECT CAST(principal AS VARCHAR) AS c0, CAST(key_arn AS VARCHAR) AS c1, \
+                CAST(account_id AS VARCHAR) AS c2, CAST(aws_region AS VARCHAR) AS c3, \
+                arrow_cast(first_seen, 'Timestamp(Microsecond, Some(\"UTC\"))') AS c4, \
+                arrow_cast(last_seen, 'Timestamp(Microsecond, Some(\"UTC\"))') AS c5, \
+                CAST(count AS BIGINT) AS c6, \
+                arrow_cast(source_ips, 'List(Utf8)') AS c7, arrow_cast(event_ids, 'List(Utf8)') AS c8, \
+                CAST(summary AS VARCHAR) AS c9, {severity_col} AS c10, {dedup_col} AS c11 \
+         FROM ({body})"
+    );
+    let batches = run_sql(ctx, &wrapped)
+        .await
+        .map_err(|e| DetectError::Query {
+            rule: id.clone(),
+            source: e,
+        })?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let s = |i: usize| b.column(i).as_string::<i32>();
+        let ts = |i: usize| b.column(i).as_primitive::<TimestampMicrosecondType>();
+        let list = |i: usize| b.column(i).as_list::<i32>();
+        debug_assert_eq!(
+            b.column(4).data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        for row in 0..b.num_rows() {
+            let opt = |i: usize| (!s(i).is_null(row)).then(|| s(i).value(row).to_owned());
+            let strings = |i: usize| -> Vec<String> {
+                if list(i).is_null(row) {
+                    return Vec::new();
+                }
+                let v = list(i).value(row);
+                let v = v.as_string::<i32>();
+                let mut items: Vec<String> = v.iter().flatten().map(str::to_owned).collect();
+                items.sort();
+                items.dedup();
+                items
+            };
+            let mut event_ids = strings(8);
+            event_ids.truncate(MAX_EVENT_IDS);
+            let principal = opt(0);
+            let key_arn = opt(1);
+            let account_id = opt(2);
+            let dedup_on = opt(11);
+            let severity = opt(10)
+                .and_then(|v| Severity::parse(&v))
+                .unwrap_or(rule.meta.severity);
+            let first = if ts(4).is_null(row) {
+                0
+            } else {
+                ts(4).value(row)
+            };
+            let last = if ts(5).is_null(row) {
+                first
+            } else {
+                ts(5).value(row)
+            };
+            let key_material = format!(
+                "{}|{}|{}|{}",
+                principal.as_deref().unwrap_or(""),
+                key_arn.as_deref().unwrap_or(""),
+                account_id.as_deref().unwrap_or(""),
+                dedup_on.as_deref().unwrap_or("")
+            );
+            out.push(Alert {
+                rule_id: id.clone(),
+                title: rule.meta.title.clone(),
+                severity,
+                first_seen: format_micros(first),
+                last_seen: format_micros(last),
+                count: b.column(6).as_primitive::<Int64Type>().value(row).max(0) as u64,
+                principal,
+                key_arn,
+                account_id,
+                aws_region: opt(3),
+                source_ips: strings(7),
+                event_ids,
+                summary: opt(9).unwrap_or_else(|| rule.meta.title.clone()),
+                dedup_key: format!(
+                    "{id}:{:016x}",
+                    crate::lake::fnv1a64(key_material.as_bytes())
+                ),
+            });
+        }
+    }
+    Ok(merge_same_incident(out))
+}
+
+/// Rows of one rule with the same dedup key are one alert.
+fn merge_same_incident(alerts: Vec<Alert>) -> Vec<Alert> {
+    let mut by_key: BTreeMap<String, Alert> = BTreeMap::new();
+    for a in alerts {
+        match by_key.get_mut(&a.dedup_key) {
+            None => {
+                by_key.insert(a.dedup_key.clone(), a);
+            }
+            Some(m) => {
+                m.first_seen = m.first_seen.clone().min(a.first_seen);
+                m.last_seen = m.last_seen.clone().max(a.last_seen);
+                m.count += a.count;
+                m.severity = m.severity.min(a.severity);
+                let ips: HashSet<String> = m.source_ips.drain(..).chain(a.source_ips).collect();
+                m.source_ips = ips.into_iter().collect();
+                m.source_ips.sort();
+                let ids: HashSet<String> = m.event_ids.drain(..).chain(a.event_ids).collect();
+                m.event_ids = ids.into_iter().collect();
+                m.event_ids.sort();
+                m.event_ids.truncate(MAX_EVENT_IDS);
+            }
+        }
+    }
+    by_key.into_values().collect()
+}
+
+/// Drops alerts for incidents already reported inside their rule's dedup window, records
+/// the new ones in the state, and advances the high-water mark.
+pub fn suppress_reported(
+    alerts: Vec<Alert>,
+    rules: &[Rule],
+    state: &mut DetectState,
+    window: Window,
+) -> Vec<Alert> {
+    let windows: BTreeMap<&str, i64> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.meta.id.as_str(),
+                parse_span(&r.meta.dedup_window).unwrap_or(DAY_MICROS),
+            )
+        })
+        .collect();
+    let mut fresh = Vec::new();
+    for a in alerts {
+        let first = parse_event_time(&a.first_seen).unwrap_or(0);
+        let last = parse_event_time(&a.last_seen).unwrap_or(first);
+        let dedup = windows
+            .get(a.rule_id.as_str())
+            .copied()
+            .unwrap_or(DAY_MICROS);
+        let seen = state.incidents.get(&a.dedup_key).copied();
+        let new_incident = match seen {
+            None => true,
+            Some(prev_last) => last > prev_last && first > prev_last + dedup,
+        };
+        let entry = state.incidents.entry(a.dedup_key.clone()).or_insert(last);
+        *entry = (*entry).max(last);
+        if new_incident {
+            fresh.push(a);
+        }
+    }
+    state.high_water_mark = Some(
+        state
+            .high_water_mark
+            .unwrap_or(window.until)
+            .max(window.until),
+    );
+    // Forget incidents older than any dedup window can reach.
+    let horizon = window.until - 90 * DAY_MICROS;
+    state.incidents.retain(|_, last| *last >= horizon);
+    fresh
+}

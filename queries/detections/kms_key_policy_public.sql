@@ -1,0 +1,11 @@
+-- KMS key policy allows a public principal
+-- kms_key_policy_public: see kms_key_policy_public.yaml for what it means, references and tests.
+SELECT principal, key_arn, account_id, aws_region,
+       min(event_time) AS first_seen, max(event_time) AS last_seen, count(DISTINCT event_id) AS count,
+       array_agg(DISTINCT source_ip) AS source_ips, array_agg(DISTINCT event_id) AS event_ids,
+       'Key policy of ' || coalesce(key_arn, 'a key') || ' allows a public principal (statement ' || coalesce(max(f['sid']), 'without Sid') || '), set by ' || coalesce(principal, 'an unknown principal') AS summary
+FROM (SELECT *, unnest(policy_findings(key_policy)) AS f
+      FROM window_events
+      WHERE event_name IN ('PutKeyPolicy', 'CreateKey') AND error_code IS NULL AND key_policy IS NOT NULL)
+WHERE f['kind'] = 'public_principal'
+GROUP BY principal, key_arn, account_id, aws_region
