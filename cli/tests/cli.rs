@@ -172,3 +172,110 @@ fn schema_lists_every_column() {
     }
     assert!(text.contains("event_date"));
 }
+
+#[test]
+fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let gen_out = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "trail",
+            "--hours",
+            "30",
+            "--accounts",
+            "1",
+            "--regions",
+            "us-east-1",
+            "--kms-per-hour",
+            "20",
+            "--manifest",
+            "manifest.json",
+        ],
+        dir,
+    );
+    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
+    assert!(
+        kms_audit(&["ingest", "trail", "--lake", "lake"], dir)
+            .status
+            .success()
+    );
+
+    let first = kms_audit(&["detect", "--lake", "lake", "--format", "json"], dir);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let alerts: Vec<serde_json::Value> = stdout(&first)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one alert per line"))
+        .collect();
+    assert!(alerts.len() >= 10, "{}", stdout(&first));
+    for a in &alerts {
+        for field in [
+            "rule_id",
+            "title",
+            "severity",
+            "first_seen",
+            "last_seen",
+            "count",
+            "principal",
+            "key_arn",
+            "account_id",
+            "aws_region",
+            "source_ips",
+            "event_ids",
+            "summary",
+            "dedup_key",
+        ] {
+            assert!(a.get(field).is_some(), "alert without {field}: {a}");
+        }
+        assert!(
+            ["critical", "high", "medium", "low", "info"]
+                .contains(&a["severity"].as_str().unwrap_or(""))
+        );
+        assert!(!a["event_ids"].as_array().expect("ids").is_empty());
+    }
+    let deletion = alerts
+        .iter()
+        .find(|a| a["rule_id"] == "kms_key_deletion_scheduled")
+        .expect("the planted deletion alerts");
+    assert_eq!(
+        deletion["severity"], "critical",
+        "a 7-day window is critical"
+    );
+    assert!(dir.join("lake/state/detections.json").is_file());
+
+    // The same incidents are not reported twice; --no-state reports them all again.
+    let second = kms_audit(&["detect", "--lake", "lake", "--format", "json"], dir);
+    assert!(second.status.success());
+    assert_eq!(
+        stdout(&second).trim(),
+        "",
+        "re-alerted: {}",
+        stdout(&second)
+    );
+    let stateless = kms_audit(
+        &["detect", "--lake", "lake", "--format", "json", "--no-state"],
+        dir,
+    );
+    assert_eq!(stdout(&stateless).lines().count(), alerts.len());
+
+    // The table is sorted by severity.
+    let table = kms_audit(&["detect", "--lake", "lake", "--no-state"], dir);
+    let sev: Vec<String> = stdout(&table)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect();
+    let rank = |s: &str| {
+        ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFO"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let ranks: Vec<usize> = sev.iter().filter_map(|s| rank(s)).collect();
+    assert_eq!(ranks.len(), sev.len());
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{sev:?}");
+
+    let rules = kms_audit(&["rules"], dir);
+    assert!(stdout(&rules).contains("kms_key_policy_public"));
+    assert!(stdout(&rules).contains("MITRE ATT&CK"));
+}
