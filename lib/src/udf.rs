@@ -72,34 +72,17 @@ fn is_private_ip_udf() -> ScalarUDF {
     )
 }
 
-fn arn_account_udf() -> ScalarUDF {
+/// A `Utf8 -> Utf8` function applying `f` to each non-null value.
+fn string_udf(name: &'static str, f: fn(&str) -> Option<String>) -> ScalarUDF {
     create_udf(
-        "arn_account",
+        name,
         vec![DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let (arr, scalar) = utf8_arg(args, "arn_account")?;
+        Arc::new(move |args: &[ColumnarValue]| {
+            let (arr, scalar) = utf8_arg(args, name)?;
             let s = arr.as_string::<i32>();
-            let out: StringArray = s
-                .iter()
-                .map(|v| v.and_then(crate::record::arn_account))
-                .collect();
-            output(Arc::new(out), scalar)
-        }),
-    )
-}
-
-fn ip_network_udf() -> ScalarUDF {
-    create_udf(
-        "ip_network",
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let (arr, scalar) = utf8_arg(args, "ip_network")?;
-            let s = arr.as_string::<i32>();
-            let out: StringArray = s.iter().map(|v| v.and_then(policy::ip_network)).collect();
+            let out: StringArray = s.iter().map(|v| v.and_then(f)).collect();
             output(Arc::new(out), scalar)
         }),
     )
@@ -158,7 +141,9 @@ fn string_field(st: &mut StructBuilder, i: usize) -> Result<&mut StringBuilder> 
 /// Registers kms-audit's SQL functions on a session.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(is_private_ip_udf());
-    ctx.register_udf(arn_account_udf());
-    ctx.register_udf(ip_network_udf());
+    ctx.register_udf(string_udf("arn_account", |arn| {
+        crate::record::arn_account(arn).map(str::to_owned)
+    }));
+    ctx.register_udf(string_udf("ip_network", policy::ip_network));
     ctx.register_udf(policy_findings_udf());
 }
