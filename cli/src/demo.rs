@@ -99,6 +99,7 @@ pub fn run(dir: &Path) -> Result<i32> {
         until: None,
         trusted_accounts: &[],
         state: false,
+        sinks: &[],
     })?;
     crate::detect::print(&alerts, false)?;
 

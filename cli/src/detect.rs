@@ -9,6 +9,7 @@ use kms_audit::detect::{
     resolve_window, run_rules, state_path, suppress_reported,
 };
 use kms_audit::query::open_local;
+use kms_audit::sinks::{deliver_all, parse_sink};
 
 /// Options of one detection run.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct DetectArgs<'a> {
     pub trusted_accounts: &'a [String],
     /// Keep and honour deduplication state under `<lake>/state/`.
     pub state: bool,
+    /// Where to deliver new alerts besides stdout (`file:PATH`, webhook URLs).
+    pub sinks: &'a [String],
 }
 
 pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
@@ -55,14 +58,31 @@ pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
         return Ok(Vec::new());
     };
     let alerts = rt.block_on(run_rules(&ctx, &rules, window, &opts.trusted_accounts))?;
+    let sinks = args
+        .sinks
+        .iter()
+        .map(|s| parse_sink(s).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
     let alerts = match state.as_mut() {
-        Some(st) => {
-            let fresh = suppress_reported(alerts, &rules, st, window);
-            st.save(&state_file)?;
-            fresh
-        }
+        Some(st) => suppress_reported(alerts, &rules, st, window),
         None => alerts,
     };
+    // Deliver before remembering: if a sink fails, the state is left as it was and the
+    // next run sends these alerts again (at least once, never silently dropped).
+    let failures = deliver_all(&sinks, &alerts, 3, std::time::Duration::from_millis(500));
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        print(&alerts, true)?;
+        anyhow::bail!(
+            "{} sink(s) failed; the alerts above were printed and will be sent again next run",
+            failures.len()
+        );
+    }
+    if let Some(st) = &state {
+        st.save(&state_file)?;
+    }
     eprintln!(
         "{} rules over {} .. {}: {} alert(s)",
         rules.len(),

@@ -75,6 +75,11 @@ enum Command {
         /// Do not read or write the deduplication state (<lake>/state/detections.json)
         #[arg(long)]
         no_state: bool,
+        /// Also deliver new alerts to: file:PATH (NDJSON, appended) or an http(s):// webhook
+        /// (Slack-compatible). Repeatable. A sink that fails after retries fails the run
+        /// and leaves the state unchanged, so the alerts are sent again next run
+        #[arg(long = "sink")]
+        sinks: Vec<String>,
     },
     /// List the detection rules with severity and references
     Rules {
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> Result<i32> {
             format,
             trusted_accounts,
             no_state,
+            sinks,
         } => {
             let json = matches!(format, AlertFormat::Json);
             let alerts = detect::run(&detect::DetectArgs {
@@ -186,6 +192,7 @@ fn run(cli: Cli) -> Result<i32> {
                 until: until.as_deref(),
                 trusted_accounts: &trusted_accounts,
                 state: !no_state,
+                sinks: &sinks,
             })?;
             detect::print(&alerts, json)?;
             Ok(0)

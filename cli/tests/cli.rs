@@ -202,8 +202,48 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
             .success()
     );
 
-    let first = kms_audit(&["detect", "--lake", "lake", "--format", "json"], dir);
+    // A sink that cannot be reached fails the run and leaves no state behind...
+    let unreachable = kms_audit(
+        &[
+            "detect",
+            "--lake",
+            "lake",
+            "--format",
+            "json",
+            "--sink",
+            "http://127.0.0.1:9/hook",
+        ],
+        dir,
+    );
+    assert_ne!(unreachable.status.code(), Some(0));
+    assert!(
+        stderr(&unreachable).contains("sink"),
+        "{}",
+        stderr(&unreachable)
+    );
+    assert!(!dir.join("lake/state/detections.json").exists());
+
+    // ...so the next run delivers the same alerts.
+    let first = kms_audit(
+        &[
+            "detect",
+            "--lake",
+            "lake",
+            "--format",
+            "json",
+            "--sink",
+            "file:out/alerts.ndjson",
+        ],
+        dir,
+    );
     assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&unreachable).lines().count(),
+        stdout(&first).lines().count(),
+        "the failed run printed its alerts"
+    );
+    let delivered = std::fs::read_to_string(dir.join("out/alerts.ndjson")).expect("sink file");
+    assert_eq!(delivered, stdout(&first));
     let alerts: Vec<serde_json::Value> = stdout(&first)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one alert per line"))

@@ -44,6 +44,8 @@ pub mod query;
 pub mod reader;
 pub mod record;
 pub mod schema;
+#[cfg(feature = "query")]
+pub mod sinks;
 pub mod time;
 #[cfg(feature = "query")]
 pub mod udf;

@@ -5,4 +5,5 @@ mod docs;
 mod fixtures;
 mod pipeline;
 mod reader_props;
+mod sinks;
 mod udfs;
