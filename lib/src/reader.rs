@@ -14,7 +14,7 @@
 //! jumps through string contents with `memchr`, so deciding whether a record is worth a
 //! full parse costs a scan, not an allocation.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -65,14 +65,27 @@ enum Mode {
     Done,
 }
 
-/// Wraps a reader, gunzipping it if it starts with the gzip magic bytes.
-pub fn decompressing<R: Read + Send + 'static>(src: R) -> io::Result<Box<dyn Read + Send>> {
-    let mut buffered = BufReader::with_capacity(CHUNK, src);
-    let head = buffered.fill_buf()?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        Ok(Box::new(MultiGzDecoder::new(buffered)))
+/// Wraps a reader, gunzipping it if it starts with the gzip magic bytes. The first two
+/// bytes are read however the source delivers them (a network stream may return one byte
+/// at a time) and put back in front of the stream.
+pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Box<dyn Read + Send>> {
+    let mut head = [0u8; 2];
+    let mut n = 0;
+    while n < head.len() {
+        match src.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let stream = io::Cursor::new(head[..n].to_vec()).chain(src);
+    if head[..n] == [0x1f, 0x8b] {
+        Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            CHUNK, stream,
+        ))))
     } else {
-        Ok(Box::new(buffered))
+        Ok(Box::new(stream))
     }
 }
 
@@ -643,6 +656,36 @@ mod tests {
             }
         }
         Ok(out)
+    }
+
+    /// Found by the property test: a source that yields one byte per read still has its
+    /// gzip magic recognised.
+    #[test]
+    fn gzip_is_detected_from_a_one_byte_at_a_time_source() {
+        use std::io::Write;
+        struct OneByte(Vec<u8>, usize);
+        impl Read for OneByte {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.1 >= self.0.len() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[self.1];
+                self.1 += 1;
+                Ok(1)
+            }
+        }
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(br#"{"Records":[{"a":1}]}"#).expect("gz");
+        let gz = e.finish().expect("gz");
+        let mut r = RecordReader::new(decompressing(OneByte(gz, 0)).expect("open"));
+        assert_eq!(
+            r.next_item().expect("item"),
+            Some(Item::Object(br#"{"a":1}"#))
+        );
+        assert_eq!(r.next_item().expect("end"), None);
+        // Sources shorter than the magic are plain text.
+        let mut r = RecordReader::new(decompressing(OneByte(b" ".to_vec(), 0)).expect("open"));
+        assert_eq!(r.next_item().expect("end"), None);
     }
 
     fn all_chunkings(input: &str) -> Vec<String> {
