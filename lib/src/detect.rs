@@ -7,7 +7,8 @@
 //! Rules read three relations the engine registers for each run:
 //!
 //! * `window_events`: `kms_events` in the detection window `[since, until)`;
-//! * `history_events`: `kms_events` before `since` (what baselines learn from);
+//! * `history_events`: `kms_events` in the [`HISTORY_DAYS`] before `since` (what baselines
+//!   learn from);
 //! * `trusted_accounts(account_id)`: the accounts whose logs are in the lake, plus the
 //!   configured list.
 //!
@@ -280,6 +281,9 @@ pub struct DetectOptions {
     pub trusted_accounts: Vec<String>,
 }
 
+/// How far back baselines learn (`history_events` starts this long before the window).
+pub const HISTORY_DAYS: i64 = 30;
+
 /// Persistent detection state: where the last run stopped and the incidents it reported.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DetectState {
@@ -381,6 +385,8 @@ pub async fn register_window(
 ) -> Result<(), DetectError> {
     let since_day = crate::time::format_day(window.since.div_euclid(DAY_MICROS));
     let until_day = crate::time::format_day((window.until - 1).div_euclid(DAY_MICROS));
+    let history_start = window.since - HISTORY_DAYS * DAY_MICROS;
+    let history_day = crate::time::format_day(history_start.div_euclid(DAY_MICROS));
     let stmts = [
         "DROP VIEW IF EXISTS window_events".to_owned(),
         "DROP VIEW IF EXISTS history_events".to_owned(),
@@ -394,9 +400,10 @@ pub async fn register_window(
         ),
         format!(
             "CREATE VIEW history_events AS SELECT * FROM kms_events \
-             WHERE event_date <= DATE '{since_day}' \
+             WHERE event_date >= DATE '{history_day}' AND event_date <= DATE '{since_day}' \
+               AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
                AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
-            window.since
+            history_start, window.since
         ),
         {
             let extra: Vec<String> = trusted
