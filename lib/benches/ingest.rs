@@ -24,7 +24,9 @@ use std::time::Instant;
 use flate2::read::MultiGzDecoder;
 use kms_audit::batch::EventBatchBuilder;
 use kms_audit::generate::{GenConfig, generate_tree, write_large_object};
-use kms_audit::ingest::{BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object};
+use kms_audit::ingest::{
+    BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object, local_sources,
+};
 use kms_audit::lake::LocalLake;
 use kms_audit::reader::{Item, RecordReader};
 use kms_audit::record::{Outcome, classify};
@@ -85,32 +87,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Timing) {
     )
 }
 
-fn list_gz(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = walkdir(dir)
-        .into_iter()
-        .filter(|p| {
-            p.to_string_lossy().contains("/CloudTrail/") && p.extension().is_some_and(|e| e == "gz")
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walkdir(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
     let marker = dir.join(format!("corpus-{target_mb}mb.done"));
     let trail = dir.join("trail");
@@ -147,7 +123,9 @@ fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
         );
         fs::write(&marker, b"")?;
     }
-    Ok(list_gz(&trail))
+    // Log objects only (the corpus has no digests), in sorted order, as `ingest` lists them.
+    let (objects, _) = local_sources(&[trail])?;
+    Ok(objects.iter().map(|o| o.path().to_path_buf()).collect())
 }
 
 /// Splits, classifies and extracts every record of the files, decompressed beforehand;
@@ -326,9 +304,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (run, t_par) = timed(|| ingest_all(&objects, &lake_n, &|_| {}));
     assert_eq!(run.objects_failed, 0);
     assert_eq!(run.counts.kms_events, kms);
-    let parquet_bytes: u64 = walkdir(&lake_dir_n.join("kms_events"))
-        .iter()
-        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+    let parquet_bytes: u64 = walkdir::WalkDir::new(lake_dir_n.join("kms_events"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
         .sum();
 
     let threads = rayon::current_num_threads();

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
@@ -507,10 +507,6 @@ async fn run_rule(ctx: &SessionContext, rule: &Rule) -> Result<Vec<Alert>, Detec
         let s = |i: usize| b.column(i).as_string::<i32>();
         let ts = |i: usize| b.column(i).as_primitive::<TimestampMicrosecondType>();
         let list = |i: usize| b.column(i).as_list::<i32>();
-        debug_assert_eq!(
-            b.column(4).data_type(),
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-        );
         for row in 0..b.num_rows() {
             let opt = |i: usize| (!s(i).is_null(row)).then(|| s(i).value(row).to_owned());
             let strings = |i: usize| -> Vec<String> {

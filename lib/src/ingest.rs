@@ -186,12 +186,7 @@ struct RejectSink<'l> {
 impl RejectSink<'_> {
     fn write(&mut self, index: u64, reason: &RejectReason, raw: &[u8]) -> Result<(), LakeError> {
         if self.file.is_none() {
-            let path = self.lake.staging_dir().join(format!(
-                "{}.rejects.{}.{}.tmp",
-                self.stem,
-                std::process::id(),
-                crate::lake::fnv1a64(format!("{:?}", std::thread::current().id()).as_bytes())
-            ));
+            let path = crate::lake::staging_path(self.lake, &format!("{}.rejects", self.stem));
             let f = File::create(&path).map_err(|e| LakeError::io("creating", &path, e))?;
             self.file = Some((path, BufWriter::new(f)));
         }

@@ -333,13 +333,7 @@ impl<'l> ObjectWriter<'l> {
         let idx = match self.files.iter().position(|f| f.day == day) {
             Some(i) => i,
             None => {
-                let staged = self.lake.staging_dir().join(format!(
-                    "{}.{}.{}.{}.parquet.tmp",
-                    self.stem,
-                    day,
-                    std::process::id(),
-                    unique_suffix()
-                ));
+                let staged = staging_path(self.lake, &format!("{}.{day}", self.stem));
                 let file =
                     File::create(&staged).map_err(|e| LakeError::io("creating", &staged, e))?;
                 let writer =
@@ -465,12 +459,15 @@ impl Drop for ObjectWriter<'_> {
     }
 }
 
-/// A process-unique suffix for staging names (threads write different objects, but the
-/// same object may be ingested twice concurrently).
-fn unique_suffix() -> u64 {
+/// A fresh path in the lake's staging directory for a file about `name`: unique per process
+/// and call (threads write different objects, but the same object may be ingested twice
+/// concurrently).
+pub(crate) fn staging_path(lake: &dyn LakeStore, name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    lake.staging_dir()
+        .join(format!("{name}.{}.{n}.tmp", std::process::id()))
 }
 
 #[cfg(test)]
