@@ -6,9 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use kms_audit::detect::{
     Alert, DetectOptions, DetectState, Rule, builtin_rules, load_rules, parse_time_arg,
-    resolve_window, run_rules, state_path, suppress_reported,
+    resolve_window, run_rules, suppress_reported,
 };
-use kms_audit::query::open_local;
 use kms_audit::sinks::{deliver_all, parse_sink};
 
 /// Options of one detection run.
@@ -34,19 +33,18 @@ pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
 
 /// Runs the rules; returns the alerts that are new (not already reported).
 pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
-    let store = crate::local_lake(args.lake)?;
+    let lake = crate::lake::Lake::open(args.lake, false)?;
     let rules = rules(args.rules)?;
-    let rt = crate::runtime()?;
-    let ctx = open_local(store.root())?;
+    let rt = &lake.rt;
+    let ctx = lake.query()?;
     let now = chrono::Utc::now().timestamp_micros();
     let opts = DetectOptions {
         since: args.since.map(|s| parse_time_arg(s, now)).transpose()?,
         until: args.until.map(|s| parse_time_arg(s, now)).transpose()?,
         trusted_accounts: args.trusted_accounts.to_vec(),
     };
-    let state_file = state_path(store.root());
     let mut state = if args.state {
-        Some(DetectState::load(&state_file)?)
+        Some(DetectState::load(lake.store.as_ref())?)
     } else {
         None
     };
@@ -81,7 +79,7 @@ pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
         );
     }
     if let Some(st) = &state {
-        st.save(&state_file)?;
+        st.save(lake.store.as_ref())?;
     }
     eprintln!(
         "{} rules over {} .. {}: {} alert(s)",

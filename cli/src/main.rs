@@ -3,18 +3,21 @@
 
 mod demo;
 mod detect;
+mod lake;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use kms_audit::generate::{GenConfig, generate_tree};
-use kms_audit::ingest::{ObjectError, ObjectReport, RunSummary, ingest_all, local_sources};
-use kms_audit::lake::LocalLake;
-use kms_audit::query::{OutputFormat, open_local, run_sql, write_batches};
+use kms_audit::ingest::{
+    ObjectError, ObjectReport, RunSummary, SkippedObject, SourceObject, ingest_all, local_sources,
+};
+use kms_audit::query::{OutputFormat, run_sql, write_batches};
+use kms_audit::s3::{S3Uri, s3_sources};
 use kms_audit::schema::{COLUMNS, PARTITION_COLUMN, PARTITION_DOC};
 
 #[derive(Parser, Debug)]
@@ -35,7 +38,8 @@ struct Cli {
 enum Command {
     /// Extract the KMS events of CloudTrail logs into the lake
     Ingest {
-        /// CloudTrail files (.json.gz, .json) or directories (walked recursively)
+        /// CloudTrail files (.json.gz, .json), directories (walked recursively) or
+        /// s3://bucket/prefix (every object under the prefix)
         #[arg(required = true)]
         sources: Vec<String>,
         #[command(flatten)]
@@ -125,7 +129,8 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct LakeArg {
-    /// The lake: a directory (default from KMS_AUDIT_LAKE, else ./kms-lake)
+    /// The lake: a directory or s3://bucket/prefix (default from KMS_AUDIT_LAKE, else
+    /// ./kms-lake)
     #[arg(long, env = "KMS_AUDIT_LAKE", default_value = "./kms-lake")]
     lake: String,
 }
@@ -260,24 +265,38 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Opens a local lake, refusing URLs this build cannot write.
-pub(crate) fn local_lake(lake: &str) -> Result<LocalLake> {
-    if lake.contains("://") {
-        bail!("lake {lake}: only local directory lakes are supported by this build");
-    }
-    LocalLake::open(lake).with_context(|| format!("opening lake {lake}"))
-}
-
 pub(crate) fn cmd_ingest(sources: &[String], lake: &str, json: bool) -> Result<i32> {
-    let store = local_lake(lake)?;
+    let any_s3 = sources.iter().any(|s| kms_audit::s3::is_s3(s));
+    let lake = lake::Lake::open(lake, any_s3)?;
+    let mut objects: Vec<Box<dyn SourceObject>> = Vec::new();
+    let mut skipped: Vec<SkippedObject> = Vec::new();
     let mut paths = Vec::new();
     for s in sources {
-        if s.contains("://") {
-            bail!("source {s}: only local files and directories are supported by this build");
+        if let Some(uri) = S3Uri::parse(s) {
+            let aws = lake.aws.as_ref().context("AWS configuration not loaded")?;
+            let (o, sk) = lake
+                .rt
+                .block_on(s3_sources(aws, &uri))
+                .with_context(|| format!("listing {s}"))?;
+            if o.is_empty() && sk.is_empty() {
+                bail!("source {s}: no objects under this prefix");
+            }
+            objects.extend(o.into_iter().map(|o| Box::new(o) as Box<dyn SourceObject>));
+            skipped.extend(sk);
+        } else if s.contains("://") {
+            bail!("source {s}: a source is a file, a directory or an s3://bucket/prefix");
+        } else {
+            paths.push(PathBuf::from(s));
         }
-        paths.push(PathBuf::from(s));
     }
-    let (objects, skipped) = local_sources(&paths)?;
+    let (files, sk) = local_sources(&paths)?;
+    objects.extend(
+        files
+            .into_iter()
+            .map(|f| Box::new(f) as Box<dyn SourceObject>),
+    );
+    skipped.extend(sk);
+
     let bar = if std::io::stderr().is_terminal() && !json {
         let bar = ProgressBar::new(objects.len() as u64);
         bar.set_style(
@@ -302,7 +321,16 @@ pub(crate) fn cmd_ingest(sources: &[String], lake: &str, json: bool) -> Result<i
             bar.inc(1);
         }
     };
-    let mut run = ingest_all(&objects, &store, &progress);
+    // Objects in S3 wait on the network more than on the CPU: more of them in flight.
+    let threads = if any_s3 || lake.aws.is_some() {
+        rayon::current_num_threads().max(16)
+    } else {
+        rayon::current_num_threads()
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let mut run = pool.install(|| ingest_all(&objects, lake.store.as_ref(), &progress));
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -396,17 +424,16 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn cmd_sql(sql: Option<&str>, lake: &str, format: OutputFormat) -> Result<i32> {
-    let store = local_lake(lake)?;
-    let rt = runtime()?;
-    let ctx = open_local(store.root())?;
+    let lake = lake::Lake::open(lake, false)?;
+    let ctx = lake.query()?;
     let mut out = std::io::stdout().lock();
     match sql {
         Some(q) => {
-            let batches = rt.block_on(run_sql(&ctx, q))?;
+            let batches = lake.rt.block_on(run_sql(&ctx, q))?;
             write_batches(&mut out, &batches, format)?;
             Ok(0)
         }
-        None => interactive(&rt, &ctx, store.root(), format),
+        None => interactive(&lake.rt, &ctx, lake.location(), format),
     }
 }
 
@@ -414,14 +441,13 @@ fn cmd_sql(sql: Option<&str>, lake: &str, format: OutputFormat) -> Result<i32> {
 fn interactive(
     rt: &tokio::runtime::Runtime,
     ctx: &datafusion::prelude::SessionContext,
-    root: &Path,
+    location: &str,
     format: OutputFormat,
 ) -> Result<i32> {
     let tty = std::io::stdin().is_terminal();
     if tty {
         eprintln!(
-            "kms-audit SQL over {} (table kms_events). End statements with ';', \\q to quit.",
-            root.display()
+            "kms-audit SQL over {location} (table kms_events). End statements with ';', \\q to quit."
         );
     }
     let mut buf = String::new();

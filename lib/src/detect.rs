@@ -19,13 +19,14 @@
 //! learning only.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
+use crate::lake::LakeStore;
 use crate::query::{QueryError, run_sql};
 use crate::time::{DAY_MICROS, format_micros, parse_event_time};
 
@@ -293,40 +294,35 @@ pub struct DetectState {
     pub incidents: BTreeMap<String, i64>,
 }
 
-impl DetectState {
-    pub fn load(path: &Path) -> Result<DetectState, DetectError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DetectError::Io {
-                path: path.display().to_string(),
-                source: e.into(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DetectState::default()),
-            Err(e) => Err(DetectError::Io {
-                path: path.display().to_string(),
-                source: e,
-            }),
-        }
-    }
+/// Where a lake keeps its detection state (`/`-separated, inside the lake).
+pub const STATE_FILE: &str = "state/detections.json";
 
-    /// Writes atomically (temp file + rename).
-    pub fn save(&self, path: &Path) -> Result<(), DetectError> {
+impl DetectState {
+    /// Loads the state of a lake (empty when the lake has none yet).
+    pub fn load(lake: &dyn LakeStore) -> Result<DetectState, DetectError> {
         let io = |source| DetectError::Io {
-            path: path.display().to_string(),
+            path: format!("{}/{STATE_FILE}", lake.uri()),
             source,
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
+        match lake
+            .read(STATE_FILE)
+            .map_err(|e| io(std::io::Error::other(e)))?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| io(e.into())),
+            None => Ok(DetectState::default()),
         }
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
     }
-}
 
-/// Where a local lake keeps its detection state.
-pub fn state_path(lake_root: &Path) -> PathBuf {
-    lake_root.join("state").join("detections.json")
+    /// Saves the state atomically (a staged file, renamed or uploaded whole).
+    pub fn save(&self, lake: &dyn LakeStore) -> Result<(), DetectError> {
+        let io = |source| DetectError::Io {
+            path: format!("{}/{STATE_FILE}", lake.uri()),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
+        lake.write(STATE_FILE, &bytes)
+            .map_err(|e| io(std::io::Error::other(e)))
+    }
 }
 
 /// Late-arriving events: a scheduled run starts this long before the last high-water mark

@@ -38,6 +38,18 @@ pub trait SourceObject: Send + Sync {
     fn open(&self) -> io::Result<Box<dyn Read + Send>>;
 }
 
+impl<T: SourceObject + ?Sized> SourceObject for Box<T> {
+    fn uri(&self) -> &str {
+        (**self).uri()
+    }
+    fn size(&self) -> Option<u64> {
+        (**self).size()
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        (**self).open()
+    }
+}
+
 /// A local file.
 #[derive(Debug, Clone)]
 pub struct LocalFile {

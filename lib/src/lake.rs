@@ -66,6 +66,31 @@ pub trait LakeStore: Send + Sync + std::fmt::Debug {
     /// Publishes a finished staged file at `rel` (a `/`-separated path inside the lake),
     /// atomically replacing any file already there. The staged file is consumed.
     fn publish(&self, staged: &Path, rel: &str) -> Result<(), LakeError>;
+    /// Reads a small file (state, manifests) whole; `None` when it does not exist.
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LakeError>;
+    /// Writes a small file whole, atomically replacing any file already there.
+    fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), LakeError> {
+        let staged = staging_path_in(self.staging_dir(), "write");
+        fs::write(&staged, bytes).map_err(|e| LakeError::io("writing", &staged, e))?;
+        self.publish(&staged, rel).inspect_err(|_| {
+            let _ = fs::remove_file(&staged);
+        })
+    }
+    /// The files under `prefix` (a `/`-separated directory inside the lake), recursively,
+    /// sorted by path.
+    fn list(&self, prefix: &str) -> Result<Vec<LakeFile>, LakeError>;
+    /// Downloads (or copies) a lake file to a local path.
+    fn fetch(&self, rel: &str, local: &Path) -> Result<(), LakeError>;
+    /// Deletes a file; deleting a file that does not exist is not an error.
+    fn delete(&self, rel: &str) -> Result<(), LakeError>;
+}
+
+/// A file in the lake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeFile {
+    /// `/`-separated path inside the lake.
+    pub rel: String,
+    pub size: u64,
 }
 
 /// A lake in a local directory.
@@ -109,6 +134,61 @@ impl LakeStore for LocalLake {
             fs::create_dir_all(parent).map_err(|e| LakeError::io("creating", parent, e))?;
         }
         fs::rename(staged, &dest).map_err(|e| LakeError::io("publishing", &dest, e))
+    }
+
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LakeError::io("reading", &path, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<LakeFile>, LakeError> {
+        let dir = self.root.join(prefix);
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+            let entry = entry.map_err(|e| LakeError::Io {
+                op: "listing",
+                path: dir.display().to_string(),
+                source: e.into(),
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(LakeFile { rel, size });
+        }
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
+    }
+
+    fn fetch(&self, rel: &str, local: &Path) -> Result<(), LakeError> {
+        let path = self.root.join(rel);
+        fs::copy(&path, local)
+            .map(|_| ())
+            .map_err(|e| LakeError::io("copying", &path, e))
+    }
+
+    fn delete(&self, rel: &str) -> Result<(), LakeError> {
+        let path = self.root.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LakeError::io("deleting", &path, e)),
+        }
     }
 }
 
@@ -463,11 +543,14 @@ impl Drop for ObjectWriter<'_> {
 /// and call (threads write different objects, but the same object may be ingested twice
 /// concurrently).
 pub(crate) fn staging_path(lake: &dyn LakeStore, name: &str) -> PathBuf {
+    staging_path_in(lake.staging_dir(), name)
+}
+
+fn staging_path_in(dir: &Path, name: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    lake.staging_dir()
-        .join(format!("{name}.{}.{n}.tmp", std::process::id()))
+    dir.join(format!("{name}.{}.{n}.tmp", std::process::id()))
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub mod policy;
 pub mod query;
 pub mod reader;
 pub mod record;
+#[cfg(feature = "aws")]
+pub mod s3;
 pub mod schema;
 #[cfg(feature = "query")]
 pub mod sinks;

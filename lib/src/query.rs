@@ -78,6 +78,25 @@ pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
     Ok(ctx)
 }
 
+/// A session over a lake in S3 (`s3://bucket/prefix`), read through an object store
+/// configured like the SDK clients (credentials chain, region, endpoint).
+#[cfg(feature = "aws")]
+pub fn open_s3(aws: &crate::s3::Aws, uri: &crate::s3::S3Uri) -> Result<SessionContext, QueryError> {
+    use datafusion::execution::object_store::ObjectStoreUrl;
+    let ctx = new_context();
+    let store = crate::s3::object_store(aws, &uri.bucket).map_err(DataFusionError::from)?;
+    let url = ObjectStoreUrl::parse(format!("s3://{}", uri.bucket))?;
+    ctx.register_object_store(url.as_ref(), store);
+    let prefix = uri.key.trim_matches('/');
+    let location = if prefix.is_empty() {
+        format!("s3://{}", uri.bucket)
+    } else {
+        format!("s3://{}/{prefix}", uri.bucket)
+    };
+    register_events(&ctx, &location)?;
+    Ok(ctx)
+}
+
 /// Runs one SQL statement and collects its result.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let df = ctx.sql(sql).await?;

@@ -1,8 +1,10 @@
 //! kms-audit integration tests: one binary, a module per topic.
 
+mod aws;
 mod detections;
 mod docs;
 mod fixtures;
+mod lambda;
 mod pipeline;
 mod reader_props;
 mod sinks;

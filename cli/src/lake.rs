@@ -1,0 +1,73 @@
+//! Opening a lake (a directory or `s3://bucket/prefix`) for the commands.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::prelude::SessionContext;
+use kms_audit::lake::{LakeStore, LocalLake};
+use kms_audit::s3::{Aws, S3Lake, S3Uri};
+
+/// A lake and what commands need to work with it: the store, a tokio runtime, and the AWS
+/// configuration when anything involved lives in S3.
+#[derive(Debug)]
+pub struct Lake {
+    pub rt: tokio::runtime::Runtime,
+    pub aws: Option<Aws>,
+    pub store: Arc<dyn LakeStore>,
+    location: String,
+    local: Option<LocalLake>,
+    s3: Option<S3Uri>,
+}
+
+impl Lake {
+    /// Opens the lake at `location`; loads the AWS configuration when the lake or
+    /// `more_s3` (other S3 locations of the command, such as sources) need it.
+    pub fn open(location: &str, more_s3: bool) -> Result<Lake> {
+        let rt = crate::runtime()?;
+        let s3 = S3Uri::parse(location);
+        if s3.is_none() && location.contains("://") {
+            anyhow::bail!("lake {location}: a lake is a directory or an s3://bucket/prefix");
+        }
+        let aws = if s3.is_some() || more_s3 {
+            Some(rt.block_on(Aws::load()))
+        } else {
+            None
+        };
+        let (store, local): (Arc<dyn LakeStore>, _) = match (&s3, &aws) {
+            (Some(uri), Some(aws)) => {
+                let _guard = rt.enter();
+                let lake =
+                    S3Lake::open(aws, uri).with_context(|| format!("opening lake {location}"))?;
+                (Arc::new(lake), None)
+            }
+            _ => {
+                let lake = LocalLake::open(location)
+                    .with_context(|| format!("opening lake {location}"))?;
+                (Arc::new(lake.clone()), Some(lake))
+            }
+        };
+        Ok(Lake {
+            rt,
+            aws,
+            store,
+            location: location.to_owned(),
+            local,
+            s3,
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A DataFusion session with `kms_events` over this lake.
+    pub fn query(&self) -> Result<SessionContext> {
+        let _guard = self.rt.enter();
+        let ctx = match (&self.local, &self.s3, &self.aws) {
+            (Some(local), _, _) => kms_audit::query::open_local(local.root())?,
+            (None, Some(uri), Some(aws)) => kms_audit::query::open_s3(aws, uri)?,
+            _ => anyhow::bail!("lake {}: cannot be queried", self.location),
+        };
+        Ok(ctx)
+    }
+}

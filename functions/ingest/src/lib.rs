@@ -1,0 +1,549 @@
+//! The `ingest` Lambda: new CloudTrail objects in S3 → KMS events in the lake.
+//!
+//! One handler for the three ways S3 announces an object:
+//!
+//! * an S3 event notification (`Records[].eventSource == "aws:s3"`), invoked directly;
+//! * SQS messages (`Records[].eventSource == "aws:sqs"`) whose bodies are S3 notifications,
+//!   EventBridge "Object Created" events (the template's path: EventBridge → SQS → Lambda),
+//!   or S3 notifications wrapped by SNS. The answer is an `SqsBatchResponse`, so only the
+//!   messages whose objects failed are retried (and land in the DLQ after the queue's
+//!   `maxReceiveCount`); `s3:TestEvent` messages are acknowledged and ignored;
+//! * an EventBridge "Object Created" event, invoked directly.
+//!
+//! Keys in S3 notifications are URL-encoded (`+` is a space); EventBridge keys are not.
+//! Digests, Insights files and other keys are skipped and logged, not errors. Ingestion is
+//! idempotent: an object's lake files have deterministic names, so a retried message
+//! replaces them instead of adding rows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use kms_audit::ingest::{Counts, ObjectError, ingest_all};
+use kms_audit::lake::{LakeStore, object_file_stem};
+use kms_audit::object_name::{ObjectKind, classify_name};
+use kms_audit::s3::{Aws, S3Lake, S3Object, S3Uri};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+/// Errors that fail a whole invocation (Lambda then retries it, or sends it to the
+/// function's failure destination).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("KMS_AUDIT_LAKE is not set (the lake, s3://bucket/prefix)")]
+    NoLake,
+    #[error("KMS_AUDIT_LAKE={0}: the Lambda writes to an s3://bucket/prefix lake")]
+    NotS3(String),
+    #[error("opening the lake: {0}")]
+    Lake(#[from] kms_audit::lake::LakeError),
+    #[error("unrecognised event: {0}")]
+    UnknownEvent(String),
+    #[error("{failed} of {total} object(s) failed: {first}")]
+    Objects {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
+    #[error("the ingest task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// An object named by an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The key as stored (decoded).
+    pub key: String,
+    pub size: Option<u64>,
+}
+
+impl ObjectRef {
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What one event (or one SQS message) asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    Objects(Vec<ObjectRef>),
+    /// S3's test message, sent when a notification is configured.
+    TestEvent,
+    /// Events that carry no created object (deletions, other detail types).
+    Nothing(String),
+}
+
+/// Decodes a key of an S3 event notification: `+` is a space, then percent-decoding.
+pub fn decode_notification_key(key: &str) -> String {
+    let plus = key.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, p| v.get(p))?.as_str()
+}
+
+fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
+    path.iter().try_fold(v, |v, p| v.get(p))?.as_u64()
+}
+
+/// Reads an S3 notification (`{"Records":[{"eventSource":"aws:s3",...}]}`), an S3 test
+/// event, an EventBridge "Object Created" event or an SNS notification wrapping one of
+/// them. Only the fields that name the object are required.
+pub fn parse_notification(v: &Value) -> Result<Work, String> {
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Work::TestEvent);
+    }
+    // SNS → SQS fan-out: the S3 notification is the SNS message's text.
+    if v.get("Type").and_then(Value::as_str) == Some("Notification")
+        && let Some(msg) = v.get("Message").and_then(Value::as_str)
+    {
+        let inner: Value =
+            serde_json::from_str(msg).map_err(|e| format!("SNS message is not JSON: {e}"))?;
+        return parse_notification(&inner);
+    }
+    if let Some(detail_type) = v.get("detail-type").and_then(Value::as_str) {
+        if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
+            return Err(format!(
+                "EventBridge event from {:?}, not aws.s3",
+                v.get("source")
+            ));
+        }
+        if detail_type != "Object Created" {
+            return Ok(Work::Nothing(format!("EventBridge {detail_type}")));
+        }
+        let bucket = str_at(v, &["detail", "bucket", "name"])
+            .ok_or("EventBridge event without detail.bucket.name")?;
+        let key = str_at(v, &["detail", "object", "key"])
+            .ok_or("EventBridge event without detail.object.key")?;
+        return Ok(Work::Objects(vec![ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: u64_at(v, &["detail", "object", "size"]),
+        }]));
+    }
+    let records = v
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or("neither an S3 notification, an EventBridge event nor an SNS message")?;
+    let mut objects = Vec::new();
+    for r in records {
+        let source = r.get("eventSource").and_then(Value::as_str).unwrap_or("");
+        if source != "aws:s3" {
+            return Err(format!("record from {source:?}, not aws:s3"));
+        }
+        let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
+        if !name.is_empty() && !name.starts_with("ObjectCreated") {
+            continue; // removals, restores, replication events
+        }
+        let bucket =
+            str_at(r, &["s3", "bucket", "name"]).ok_or("S3 record without s3.bucket.name")?;
+        let key = str_at(r, &["s3", "object", "key"]).ok_or("S3 record without s3.object.key")?;
+        objects.push(ObjectRef {
+            bucket: bucket.to_owned(),
+            key: decode_notification_key(key),
+            size: u64_at(r, &["s3", "object", "size"]),
+        });
+    }
+    if objects.is_empty() {
+        return Ok(Work::Nothing("no ObjectCreated records".into()));
+    }
+    Ok(Work::Objects(objects))
+}
+
+/// The shape of an invocation's payload.
+#[derive(Debug)]
+pub enum Invocation {
+    /// SQS messages: (message id, what its body asks, or why it cannot be read).
+    Sqs(Vec<(String, Result<Work, String>)>),
+    /// A direct S3 notification or EventBridge event.
+    Direct(Work),
+}
+
+/// Classifies a payload.
+pub fn parse_invocation(payload: &Value) -> Result<Invocation, HandlerError> {
+    let first_source = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str);
+    if first_source == Some("aws:sqs") {
+        let mut messages = Vec::new();
+        for r in payload["Records"].as_array().into_iter().flatten() {
+            let id = r
+                .get("messageId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let body = r.get("body").and_then(Value::as_str).unwrap_or_default();
+            let work = serde_json::from_str::<Value>(body)
+                .map_err(|e| format!("message body is not JSON: {e}"))
+                .and_then(|v| parse_notification(&v));
+            messages.push((id, work));
+        }
+        return Ok(Invocation::Sqs(messages));
+    }
+    parse_notification(payload)
+        .map(Invocation::Direct)
+        .map_err(HandlerError::UnknownEvent)
+}
+
+/// The handler and what it builds once per cold start: the AWS clients and the lake.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    aws: Aws,
+    lake: Arc<dyn LakeStore>,
+}
+
+/// The outcome of one object.
+#[derive(Debug, Clone)]
+struct Outcome {
+    ok: bool,
+}
+
+impl Handler {
+    /// Builds the handler from the environment: `KMS_AUDIT_LAKE=s3://bucket/prefix`, the
+    /// AWS configuration chain. Must run inside the tokio runtime.
+    pub async fn from_env() -> Result<Handler, HandlerError> {
+        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| HandlerError::NoLake)?;
+        let uri = S3Uri::parse(&lake).ok_or_else(|| HandlerError::NotS3(lake.clone()))?;
+        let aws = Aws::load().await;
+        Handler::new(aws, &uri)
+    }
+
+    pub fn new(aws: Aws, lake: &S3Uri) -> Result<Handler, HandlerError> {
+        let lake = S3Lake::open(&aws, lake)?;
+        Ok(Handler {
+            aws,
+            lake: Arc::new(lake),
+        })
+    }
+
+    /// Handles one invocation. SQS invocations answer with the failed message ids; direct
+    /// invocations fail when any object failed, so Lambda retries them.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+        let started = Instant::now();
+        let request_id = event.context.request_id.clone();
+        let invocation = parse_invocation(&event.payload)?;
+        let (answer, stats) = match invocation {
+            Invocation::Sqs(messages) => {
+                let mut all = Vec::new();
+                for (_, work) in &messages {
+                    if let Ok(Work::Objects(objs)) = work {
+                        all.extend(objs.iter().cloned());
+                    }
+                }
+                let (outcomes, stats) = self.ingest(&all).await?;
+                let mut failures = Vec::new();
+                for (id, work) in &messages {
+                    let failed = match work {
+                        Ok(Work::Objects(objs)) => objs
+                            .iter()
+                            .any(|o| !outcomes.get(&o.uri()).is_some_and(|x| x.ok)),
+                        Ok(Work::TestEvent) => {
+                            tracing::info!(message_id = %id, "s3:TestEvent acknowledged");
+                            false
+                        }
+                        Ok(Work::Nothing(why)) => {
+                            tracing::info!(message_id = %id, reason = %why, "nothing to ingest");
+                            false
+                        }
+                        Err(why) => {
+                            // Not retryable, but kept: after maxReceiveCount it is in the DLQ
+                            // for a person to look at.
+                            tracing::error!(message_id = %id, reason = %why, "unreadable message");
+                            true
+                        }
+                    };
+                    if failed {
+                        let mut f = BatchItemFailure::default();
+                        f.item_identifier = id.clone();
+                        failures.push(f);
+                    }
+                }
+                let mut response = SqsBatchResponse::default();
+                response.batch_item_failures = failures;
+                let answer = serde_json::to_value(&response).unwrap_or(Value::Null);
+                (answer, stats)
+            }
+            Invocation::Direct(work) => {
+                let objs = match work {
+                    Work::Objects(o) => o,
+                    Work::TestEvent | Work::Nothing(_) => Vec::new(),
+                };
+                let (_, stats) = self.ingest(&objs).await?;
+                if let Some(first) = stats.first_failure.clone() {
+                    emit_metrics(&stats, started.elapsed().as_secs_f64());
+                    return Err(HandlerError::Objects {
+                        failed: stats.objects_failed as usize,
+                        total: objs.len(),
+                        first,
+                    });
+                }
+                (stats.summary(), stats)
+            }
+        };
+        emit_metrics(&stats, started.elapsed().as_secs_f64());
+        tracing::info!(
+            request_id = %request_id,
+            objects = stats.objects,
+            objects_failed = stats.objects_failed,
+            objects_skipped = stats.objects_skipped,
+            records = stats.counts.records,
+            kms_events = stats.counts.kms_events,
+            skipped = stats.counts.skipped,
+            rejected = stats.counts.rejected,
+            "invocation done"
+        );
+        Ok(answer)
+    }
+
+    /// Ingests objects (skipping non-logs by name) on blocking threads.
+    async fn ingest(
+        &self,
+        objects: &[ObjectRef],
+    ) -> Result<(BTreeMap<String, Outcome>, Stats), HandlerError> {
+        let mut outcomes = BTreeMap::new();
+        let mut stats = Stats::default();
+        let handle = tokio::runtime::Handle::current();
+        let mut sources = Vec::new();
+        for o in objects {
+            let uri = o.uri();
+            if outcomes.contains_key(&uri) {
+                continue; // the same object twice in one batch
+            }
+            match classify_name(&uri) {
+                ObjectKind::Log(_) | ObjectKind::Json => {
+                    sources.push(S3Object::new(
+                        &self.aws,
+                        handle.clone(),
+                        &o.bucket,
+                        &o.key,
+                        o.size,
+                    ));
+                    outcomes.insert(uri, Outcome { ok: false });
+                }
+                ObjectKind::Skip(reason) => {
+                    tracing::info!(object = %uri, reason = %reason, "skipped by name");
+                    stats.objects_skipped += 1;
+                    outcomes.insert(uri, Outcome { ok: true });
+                }
+            }
+        }
+        if sources.is_empty() {
+            return Ok((outcomes, stats));
+        }
+        let lake = self.lake.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            let run = ingest_all(&sources, lake.as_ref(), &|_| {});
+            for f in &run.failures {
+                if !f.retryable() {
+                    record_object_failure(lake.as_ref(), f);
+                }
+            }
+            run
+        })
+        .await?;
+        for r in &run.reports {
+            tracing::info!(
+                object = %r.uri,
+                records = r.counts.records,
+                kms_events = r.counts.kms_events,
+                skipped = r.counts.skipped,
+                rejected = r.counts.rejected,
+                bytes_in = r.counts.bytes_in,
+                files = r.published.files.len(),
+                seconds = r.seconds,
+                "object ingested"
+            );
+            if r.counts.rejected > 0 {
+                tracing::warn!(
+                    object = %r.uri,
+                    rejected = r.counts.rejected,
+                    rejects_file = r.rejects_file.as_deref().unwrap_or(""),
+                    first_reason = r.reject_examples.first().map(|x| x.reason.as_str()).unwrap_or(""),
+                    "records rejected"
+                );
+            }
+            outcomes.insert(r.uri.clone(), Outcome { ok: true });
+        }
+        for f in &run.failures {
+            tracing::error!(
+                object = %f.object,
+                error = %f,
+                retryable = f.retryable(),
+                "object failed; its message will be retried, then sent to the DLQ"
+            );
+            stats.first_failure.get_or_insert_with(|| f.to_string());
+        }
+        stats.objects += run.objects;
+        stats.objects_failed += run.objects_failed;
+        stats.counts.add(&run.counts);
+        Ok((outcomes, stats))
+    }
+}
+
+/// Writes why an object cannot be ingested to `<lake>/rejects/<stem>.object-error.json`,
+/// next to the per-record rejects, so the reason outlives the logs.
+fn record_object_failure(lake: &dyn LakeStore, f: &ObjectError) {
+    let rel = format!("rejects/{}.object-error.json", object_file_stem(&f.object));
+    let body = json!({
+        "object": f.object,
+        "error": f.to_string(),
+        "retryable": f.retryable(),
+        "records_before_failure": f.records_before_failure,
+        "at": chrono_now(),
+    });
+    let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    if let Err(e) = lake.write(&rel, &bytes) {
+        tracing::error!(object = %f.object, error = %e, "could not record the failure in the lake");
+    }
+}
+
+fn chrono_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    kms_audit::time::format_micros(now)
+}
+
+/// Totals of an invocation.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub objects: u64,
+    pub objects_failed: u64,
+    pub objects_skipped: u64,
+    pub counts: Counts,
+    pub first_failure: Option<String>,
+}
+
+impl Stats {
+    fn summary(&self) -> Value {
+        json!({
+            "objects": self.objects,
+            "objects_failed": self.objects_failed,
+            "objects_skipped": self.objects_skipped,
+            "records": self.counts.records,
+            "kms_events": self.counts.kms_events,
+            "skipped": self.counts.skipped,
+            "rejected": self.counts.rejected,
+        })
+    }
+}
+
+/// The namespace of the function's CloudWatch metrics.
+pub const METRICS_NAMESPACE: &str = "KmsAudit";
+
+/// One CloudWatch Embedded Metric Format line (CloudWatch turns it into metrics).
+pub fn emf_line(stats: &Stats, seconds: f64, timestamp_ms: u64) -> Value {
+    let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [
+                    metric("Objects", "Count"),
+                    metric("ObjectsFailed", "Count"),
+                    metric("ObjectsSkipped", "Count"),
+                    metric("Records", "Count"),
+                    metric("KmsEvents", "Count"),
+                    metric("Rejected", "Count"),
+                    metric("BytesIn", "Bytes"),
+                    metric("BytesDecompressed", "Bytes"),
+                    metric("Duration", "Seconds"),
+                ]
+            }]
+        },
+        "Function": "ingest",
+        "Objects": stats.objects,
+        "ObjectsFailed": stats.objects_failed,
+        "ObjectsSkipped": stats.objects_skipped,
+        "Records": stats.counts.records,
+        "KmsEvents": stats.counts.kms_events,
+        "Rejected": stats.counts.rejected,
+        "BytesIn": stats.counts.bytes_in,
+        "BytesDecompressed": stats.counts.bytes_decompressed,
+        "Duration": seconds,
+    })
+}
+
+fn emit_metrics(stats: &Stats, seconds: f64) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // EMF must be its own line on stdout, not inside a tracing record.
+    println!("{}", emf_line(stats, seconds, ts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_keys_are_url_decoded() {
+        assert_eq!(
+            decode_notification_key("a+b%2Bc%3D.json.gz"),
+            "a b+c=.json.gz"
+        );
+        assert_eq!(
+            decode_notification_key("AWSLogs/1/x.json.gz"),
+            "AWSLogs/1/x.json.gz"
+        );
+    }
+
+    #[test]
+    fn reads_each_event_shape() {
+        let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "a+b.json.gz", "size": 3}}},
+            {"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": "gone.json.gz"}}}]});
+        assert_eq!(
+            parse_notification(&s3),
+            Ok(Work::Objects(vec![ObjectRef {
+                bucket: "b".into(),
+                key: "a b.json.gz".into(),
+                size: Some(3)
+            }]))
+        );
+        let eb = json!({"source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "a+b.json.gz"}}});
+        assert_eq!(
+            parse_notification(&eb),
+            Ok(Work::Objects(vec![ObjectRef {
+                bucket: "b".into(),
+                key: "a+b.json.gz".into(),
+                size: None
+            }]))
+        );
+        let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"});
+        assert_eq!(parse_notification(&test), Ok(Work::TestEvent));
+        let sns = json!({"Type": "Notification", "Message": s3.to_string()});
+        assert!(matches!(parse_notification(&sns), Ok(Work::Objects(o)) if o.len() == 1));
+        assert!(parse_notification(&json!({"hello": 1})).is_err());
+        let other = json!({"source": "aws.ec2", "detail-type": "x", "detail": {}});
+        assert!(parse_notification(&other).is_err());
+    }
+
+    #[test]
+    fn emf_names_every_metric_it_carries() {
+        let line = emf_line(&Stats::default(), 1.5, 7);
+        let metrics = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(metrics.len(), 9);
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap_or_default();
+            assert!(line.get(name).is_some(), "{name} has no value");
+        }
+        assert_eq!(line["_aws"]["Timestamp"], 7);
+    }
+}
