@@ -8,4 +8,5 @@ mod lambda;
 mod pipeline;
 mod reader_props;
 mod sinks;
+mod template;
 mod udfs;
