@@ -85,6 +85,25 @@ enum Command {
         #[arg(long = "sink")]
         sinks: Vec<String>,
     },
+    /// Merge each partition's small per-object files into few large ones, dropping
+    /// duplicate event ids; queries running meanwhile see the partition before or after
+    Compact {
+        #[command(flatten)]
+        lake: LakeArg,
+        /// Only this day (YYYY-MM-DD); repeatable. Default: every partition
+        #[arg(long = "date")]
+        dates: Vec<String>,
+        /// Keep replaced files this long after the swap (30s, 15m, 1h), for queries that
+        /// listed the partition before it; they are deleted by a later run
+        #[arg(long, default_value = "0s")]
+        keep_replaced: String,
+        /// Roll to a new output file after about this many MB
+        #[arg(long, default_value_t = 128)]
+        target_mb: u64,
+        /// One JSON object per partition on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// List the detection rules with severity and references
     Rules {
         #[arg(long)]
@@ -202,6 +221,13 @@ fn run(cli: Cli) -> Result<i32> {
             detect::print(&alerts, json)?;
             Ok(0)
         }
+        Command::Compact {
+            lake,
+            dates,
+            keep_replaced,
+            target_mb,
+            json,
+        } => cmd_compact(&lake.lake, &dates, &keep_replaced, target_mb, json),
         Command::Rules { rules } => {
             detect::list(rules.as_deref())?;
             Ok(0)
@@ -338,6 +364,61 @@ pub(crate) fn cmd_ingest(sources: &[String], lake: &str, json: bool) -> Result<i
     report_problems(&run);
     print_summary(&run, json)?;
     Ok(if run.objects_failed > 0 { 1 } else { 0 })
+}
+
+fn cmd_compact(
+    lake: &str,
+    dates: &[String],
+    keep: &str,
+    target_mb: u64,
+    json: bool,
+) -> Result<i32> {
+    use kms_audit::compact::{CompactOptions, compact};
+    let keep_replaced = kms_audit::detect::parse_span(keep)
+        .with_context(|| format!("--keep-replaced {keep}: expected a span such as 0s, 15m, 1h"))?;
+    for d in dates {
+        if kms_audit::time::parse_event_time(&format!("{d}T00:00:00Z")).is_none() {
+            bail!("--date {d}: expected YYYY-MM-DD");
+        }
+    }
+    let lake = lake::Lake::open(lake, false)?;
+    let opts = CompactOptions {
+        target_file_bytes: target_mb.max(1) * 1024 * 1024,
+        keep_replaced,
+        ..CompactOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let days = (!dates.is_empty()).then_some(dates);
+    let reports = compact(lake.store.as_ref(), days, &opts)
+        .with_context(|| format!("compacting {}", lake.location()))?;
+    let mut out = std::io::stdout().lock();
+    for r in &reports {
+        if json {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        } else if r.files_in > 0 || r.files_deleted > 0 {
+            writeln!(
+                out,
+                "{}: {} files ({:.1} MB, {} rows) -> {} files ({:.1} MB, {} rows, {} duplicates dropped); {} replaced files deleted",
+                r.partition,
+                r.files_in,
+                r.bytes_in as f64 / 1e6,
+                r.rows_in,
+                r.files_out,
+                r.bytes_out as f64 / 1e6,
+                r.rows_out,
+                r.duplicates_dropped,
+                r.files_deleted
+            )?;
+        }
+    }
+    let merged = reports.iter().filter(|r| r.files_in > 0).count();
+    eprintln!(
+        "{merged} of {} partition(s) compacted in {:.2}s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
 }
 
 fn report_problems(run: &RunSummary) {

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod batch;
+pub mod compact;
 #[cfg(feature = "query")]
 pub mod detect;
 pub mod generate;

@@ -70,12 +70,153 @@ pub fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), Query
 
 /// A session over a local lake directory (created if missing, so an empty lake works).
 pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
+    use datafusion::execution::object_store::ObjectStoreUrl;
     let events = root.join(TABLE);
     std::fs::create_dir_all(&events)?;
     let abs = std::fs::canonicalize(root)?;
     let ctx = new_context();
+    let local = Arc::new(datafusion::object_store::local::LocalFileSystem::new());
+    ctx.register_object_store(
+        ObjectStoreUrl::local_filesystem().as_ref(),
+        Arc::new(CompactionAwareStore::new(local)),
+    );
     register_events(&ctx, &abs.display().to_string())?;
     Ok(ctx)
+}
+
+/// An object store that applies the compaction manifests ([`crate::compact`]) to every
+/// listing: files a compaction replaced, and outputs of a compaction still uploading, are
+/// left out, so a query sees each partition before or after a compaction, never both.
+#[derive(Debug)]
+pub struct CompactionAwareStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+use datafusion::object_store::{
+    self as os, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    path::Path as StorePath,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+impl CompactionAwareStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        CompactionAwareStore { inner }
+    }
+
+    /// Drops the hidden files of every partition directory in `metas` that has a manifest.
+    async fn filter(
+        inner: &Arc<dyn ObjectStore>,
+        metas: Vec<ObjectMeta>,
+    ) -> os::Result<Vec<ObjectMeta>> {
+        use std::collections::{BTreeMap, HashSet};
+        let mut dirs: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for m in &metas {
+            let (dir, name) = split_location(&m.location);
+            dirs.entry(dir).or_default().insert(name, m.size);
+        }
+        let mut hidden: HashSet<String> = HashSet::new();
+        for (dir, listing) in &dirs {
+            if !listing.contains_key(crate::compact::MANIFEST) {
+                continue;
+            }
+            let path = StorePath::parse(format!("{dir}/{}", crate::compact::MANIFEST))?;
+            // Listed a moment ago, and manifests are never deleted: an error here fails the
+            // query rather than guessing.
+            let bytes = inner.get(&path).await?.bytes().await?;
+            let manifest: crate::compact::Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| os::Error::Generic {
+                    store: "kms-audit lake",
+                    source: format!("{path}: invalid compaction manifest: {e}").into(),
+                })?;
+            for name in crate::compact::hidden_files(listing, &manifest) {
+                hidden.insert(format!("{dir}/{name}"));
+            }
+        }
+        Ok(metas
+            .into_iter()
+            .filter(|m| !hidden.contains(m.location.as_ref()))
+            .collect())
+    }
+}
+
+fn split_location(p: &StorePath) -> (String, String) {
+    let s = p.as_ref();
+    match s.rsplit_once('/') {
+        Some((d, n)) => (d.to_owned(), n.to_owned()),
+        None => (String::new(), s.to_owned()),
+    }
+}
+
+impl std::fmt::Display for CompactionAwareStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CompactionAware({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CompactionAwareStore {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> os::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: PutMultipartOptions,
+    ) -> os::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &StorePath, options: GetOptions) -> os::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, os::Result<StorePath>>,
+    ) -> BoxStream<'static, os::Result<StorePath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&StorePath>) -> BoxStream<'static, os::Result<ObjectMeta>> {
+        let inner = self.inner.clone();
+        let listing = self.inner.list(prefix);
+        futures::stream::once(async move {
+            let metas: Vec<ObjectMeta> = listing
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<os::Result<_>>()?;
+            CompactionAwareStore::filter(&inner, metas).await
+        })
+        .flat_map(|r: os::Result<Vec<ObjectMeta>>| match r {
+            Ok(v) => futures::stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => futures::stream::iter(vec![Err(e)]),
+        })
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> os::Result<ListResult> {
+        let mut r = self.inner.list_with_delimiter(prefix).await?;
+        r.objects = CompactionAwareStore::filter(&self.inner, r.objects).await?;
+        Ok(r)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: os::CopyOptions,
+    ) -> os::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
 }
 
 /// A session over a lake in S3 (`s3://bucket/prefix`), read through an object store
@@ -85,6 +226,7 @@ pub fn open_s3(aws: &crate::s3::Aws, uri: &crate::s3::S3Uri) -> Result<SessionCo
     use datafusion::execution::object_store::ObjectStoreUrl;
     let ctx = new_context();
     let store = crate::s3::object_store(aws, &uri.bucket).map_err(DataFusionError::from)?;
+    let store = Arc::new(CompactionAwareStore::new(store));
     let url = ObjectStoreUrl::parse(format!("s3://{}", uri.bucket))?;
     ctx.register_object_store(url.as_ref(), store);
     let prefix = uri.key.trim_matches('/');

@@ -1,6 +1,7 @@
 //! kms-audit integration tests: one binary, a module per topic.
 
 mod aws;
+mod compact;
 mod detections;
 mod docs;
 mod fixtures;

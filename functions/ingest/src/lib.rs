@@ -45,6 +45,8 @@ pub enum HandlerError {
         total: usize,
         first: String,
     },
+    #[error("compaction: {0}")]
+    Compact(String),
     #[error("the ingest task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -161,10 +163,24 @@ pub enum Invocation {
     Sqs(Vec<(String, Result<Work, String>)>),
     /// A direct S3 notification or EventBridge event.
     Direct(Work),
+    /// Compaction of the partitions of the last `days` days (UTC), today included.
+    Compact { days: u32 },
 }
 
 /// Classifies a payload.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation, HandlerError> {
+    // The template's schedule: {"kms-audit": "compact", "days": N}.
+    if let Some(mode) = payload.get("kms-audit").and_then(Value::as_str) {
+        if mode != "compact" {
+            return Err(HandlerError::UnknownEvent(format!(
+                "kms-audit mode {mode:?}"
+            )));
+        }
+        let days = payload.get("days").and_then(Value::as_u64).unwrap_or(3);
+        return Ok(Invocation::Compact {
+            days: days.clamp(1, 366) as u32,
+        });
+    }
     let first_source = payload
         .get("Records")
         .and_then(Value::as_array)
@@ -230,6 +246,7 @@ impl Handler {
         let request_id = event.context.request_id.clone();
         let invocation = parse_invocation(&event.payload)?;
         let (answer, stats) = match invocation {
+            Invocation::Compact { days } => return self.compact(days).await,
             Invocation::Sqs(messages) => {
                 let mut all = Vec::new();
                 for (_, work) in &messages {
@@ -300,6 +317,34 @@ impl Handler {
             "invocation done"
         );
         Ok(answer)
+    }
+
+    /// Compacts the recent partitions (late events land in past days, so a few of them).
+    async fn compact(&self, days: u32) -> Result<Value, HandlerError> {
+        use kms_audit::compact::{CompactOptions, compact};
+        let opts = CompactOptions::default();
+        let today = opts.now.div_euclid(kms_audit::time::DAY_MICROS);
+        let wanted: Vec<String> = (0..i64::from(days))
+            .map(|d| kms_audit::time::format_day(today - d))
+            .collect();
+        let lake = self.lake.clone();
+        let reports =
+            tokio::task::spawn_blocking(move || compact(lake.as_ref(), Some(&wanted), &opts))
+                .await?
+                .map_err(|e| HandlerError::Compact(e.to_string()))?;
+        for r in &reports {
+            tracing::info!(
+                partition = %r.partition,
+                files_in = r.files_in,
+                files_out = r.files_out,
+                rows_in = r.rows_in,
+                rows_out = r.rows_out,
+                duplicates_dropped = r.duplicates_dropped,
+                files_deleted = r.files_deleted,
+                "partition compacted"
+            );
+        }
+        Ok(serde_json::to_value(&reports).unwrap_or(Value::Null))
     }
 
     /// Ingests objects (skipping non-logs by name) on blocking threads.
