@@ -5,10 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kms_audit::detect::{
-    Alert, DetectOptions, DetectState, Rule, builtin_rules, load_rules, parse_time_arg,
-    resolve_window, run_rules, suppress_reported,
+    Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, load_rules, parse_time_arg,
 };
-use kms_audit::sinks::{deliver_all, parse_sink};
+use kms_audit::sinks::{AlertSink, SnsSink, deliver_all, is_sns_topic, parse_sink};
 
 /// Options of one detection run.
 #[derive(Debug)]
@@ -33,7 +32,8 @@ pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
 
 /// Runs the rules; returns the alerts that are new (not already reported).
 pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
-    let lake = crate::lake::Lake::open(args.lake, false)?;
+    let any_sns = args.sinks.iter().any(|s| is_sns_topic(s));
+    let lake = crate::lake::Lake::open(args.lake, any_sns)?;
     let rules = rules(args.rules)?;
     let rt = &lake.rt;
     let ctx = lake.query()?;
@@ -43,27 +43,27 @@ pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
         until: args.until.map(|s| parse_time_arg(s, now)).transpose()?,
         trusted_accounts: args.trusted_accounts.to_vec(),
     };
+    let sinks = {
+        let _guard = rt.enter();
+        args.sinks
+            .iter()
+            .map(|s| match (is_sns_topic(s), lake.aws.as_ref()) {
+                (true, Some(aws)) => Ok(Box::new(SnsSink::new(aws, s)) as Box<dyn AlertSink>),
+                _ => parse_sink(s).map_err(anyhow::Error::msg),
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
     let mut state = if args.state {
         Some(DetectState::load(lake.store.as_ref())?)
     } else {
         None
     };
-    let Some(window) = rt.block_on(resolve_window(&ctx, &opts, state.as_ref()))? else {
+    let Some((window, alerts)) = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))? else {
         eprintln!(
             "no events to judge in {} (an empty lake, or only its first 24 hours, which train baselines)",
             args.lake
         );
         return Ok(Vec::new());
-    };
-    let alerts = rt.block_on(run_rules(&ctx, &rules, window, &opts.trusted_accounts))?;
-    let sinks = args
-        .sinks
-        .iter()
-        .map(|s| parse_sink(s).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()?;
-    let alerts = match state.as_mut() {
-        Some(st) => suppress_reported(alerts, &rules, st, window),
-        None => alerts,
     };
     // Deliver before remembering: if a sink fails, the state is left as it was and the
     // next run sends these alerts again (at least once, never silently dropped).

@@ -79,8 +79,8 @@ enum Command {
         /// Do not read or write the deduplication state (<lake>/state/detections.json)
         #[arg(long)]
         no_state: bool,
-        /// Also deliver new alerts to: file:PATH (NDJSON, appended) or an http(s):// webhook
-        /// (Slack-compatible). Repeatable. A sink that fails after retries fails the run
+        /// Also deliver new alerts to: file:PATH (NDJSON, appended), an http(s):// webhook
+        /// (Slack-compatible) or an SNS topic ARN. Repeatable. A sink that fails after retries fails the run
         /// and leaves the state unchanged, so the alerts are sent again next run
         #[arg(long = "sink")]
         sinks: Vec<String>,
@@ -103,6 +103,28 @@ enum Command {
         /// One JSON object per partition on stdout
         #[arg(long)]
         json: bool,
+    },
+    /// Write a compliance report (report.html, report.json, one CSV per section) over a
+    /// period: key inventory, rotation, lifecycle, administrative changes, usage, denials,
+    /// logging coverage, alerts
+    Report {
+        #[command(flatten)]
+        lake: LakeArg,
+        /// Directory to write the report into
+        #[arg(long)]
+        out: PathBuf,
+        /// Period start: RFC 3339 or a span before now (30d). Default: 30 days before the end
+        #[arg(long)]
+        since: Option<String>,
+        /// Period end (exclusive). Default: just after the lake's last event
+        #[arg(long)]
+        until: Option<String>,
+        /// Accounts to trust besides those whose logs are in the lake (comma-separated)
+        #[arg(long, env = "KMS_AUDIT_TRUSTED_ACCOUNTS", value_delimiter = ',')]
+        trusted_accounts: Vec<String>,
+        /// Leave out the alerts section (the detection rules over the period)
+        #[arg(long)]
+        no_alerts: bool,
     },
     /// List the detection rules with severity and references
     Rules {
@@ -228,6 +250,21 @@ fn run(cli: Cli) -> Result<i32> {
             target_mb,
             json,
         } => cmd_compact(&lake.lake, &dates, &keep_replaced, target_mb, json),
+        Command::Report {
+            lake,
+            out,
+            since,
+            until,
+            trusted_accounts,
+            no_alerts,
+        } => cmd_report(
+            &lake.lake,
+            &out,
+            since.as_deref(),
+            until.as_deref(),
+            &trusted_accounts,
+            !no_alerts,
+        ),
         Command::Rules { rules } => {
             detect::list(rules.as_deref())?;
             Ok(0)
@@ -417,6 +454,46 @@ fn cmd_compact(
         "{merged} of {} partition(s) compacted in {:.2}s",
         reports.len(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn cmd_report(
+    lake: &str,
+    out: &std::path::Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    trusted: &[String],
+    alerts: bool,
+) -> Result<i32> {
+    use kms_audit::detect::{builtin_rules, parse_time_arg};
+    use kms_audit::report::{ReportOptions, build_report, write_report};
+    let now = chrono::Utc::now().timestamp_micros();
+    let opts = ReportOptions {
+        since: since.map(|s| parse_time_arg(s, now)).transpose()?,
+        until: until.map(|s| parse_time_arg(s, now)).transpose()?,
+        trusted_accounts: trusted.to_vec(),
+        rules: if alerts { builtin_rules()? } else { Vec::new() },
+    };
+    let lake = lake::Lake::open(lake, false)?;
+    let ctx = lake.query()?;
+    let report = lake
+        .rt
+        .block_on(build_report(&ctx, lake.location(), &opts))?;
+    let files = write_report(&report, out)?;
+    let findings: Vec<String> = report
+        .sections
+        .iter()
+        .map(|s| format!("{} {}", s.rows.len(), s.def.id))
+        .collect();
+    println!(
+        "report {} .. {} ({} KMS events): {}; wrote {} files to {}",
+        report.since,
+        report.until,
+        report.events_in_period,
+        findings.join(", "),
+        files.len(),
+        out.display()
     );
     Ok(0)
 }

@@ -594,6 +594,27 @@ fn merge_same_incident(alerts: Vec<Alert>) -> Vec<Alert> {
 
 /// Drops alerts for incidents already reported inside their rule's dedup window, records
 /// the new ones in the state, and advances the high-water mark.
+/// One scheduled-style evaluation: the window from the options (and the state's
+/// high-water mark), every rule over it, and, with a state, only the alerts not reported
+/// yet (the state is updated in memory; the caller saves it after delivering, so a failed
+/// delivery sends the alerts again next time). `None` when there is nothing to judge.
+pub async fn evaluate(
+    ctx: &SessionContext,
+    rules: &[Rule],
+    opts: &DetectOptions,
+    state: Option<&mut DetectState>,
+) -> Result<Option<(Window, Vec<Alert>)>, DetectError> {
+    let Some(window) = resolve_window(ctx, opts, state.as_deref()).await? else {
+        return Ok(None);
+    };
+    let alerts = run_rules(ctx, rules, window, &opts.trusted_accounts).await?;
+    let alerts = match state {
+        Some(st) => suppress_reported(alerts, rules, st, window),
+        None => alerts,
+    };
+    Ok(Some((window, alerts)))
+}
+
 pub fn suppress_reported(
     alerts: Vec<Alert>,
     rules: &[Rule],

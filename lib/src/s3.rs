@@ -129,7 +129,7 @@ impl Aws {
 
 /// Runs a future to completion from synchronous code, whether or not the calling thread is
 /// inside a tokio runtime.
-fn block_on<F>(handle: &Handle, f: F) -> F::Output
+pub(crate) fn block_on<F>(handle: &Handle, f: F) -> F::Output
 where
     F: Future + Send,
     F::Output: Send,

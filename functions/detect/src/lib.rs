@@ -1,0 +1,209 @@
+//! The `detect` Lambda: on a schedule, runs the detection rules over the lake's new
+//! events, publishes the alerts not reported yet to an SNS topic, and remembers them.
+//!
+//! Configuration (environment): `KMS_AUDIT_LAKE=s3://bucket/prefix`,
+//! `KMS_AUDIT_ALERT_TOPIC_ARN` (alerts are logged either way), `KMS_AUDIT_TRUSTED_ACCOUNTS`
+//! (comma-separated). The payload may carry `since`/`until` (RFC 3339 or a span such as
+//! `7d`) for a manual re-run over a past window; a scheduled event carries neither, and the
+//! window starts where the last run stopped (less the late-arrival margin).
+//!
+//! Delivery is at least once: the state (`<lake>/state/detections.json`) is saved only after
+//! SNS accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
+//! the same alerts are sent again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kms_audit::detect::{
+    Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, parse_time_arg,
+};
+use kms_audit::lake::LakeStore;
+use kms_audit::s3::{Aws, S3Lake, S3Uri};
+use kms_audit::sinks::{AlertSink, SnsSink, deliver_all};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+/// Errors that fail an invocation (and make Lambda retry it).
+#[derive(Debug, thiserror::Error)]
+pub enum DetectFnError {
+    #[error("KMS_AUDIT_LAKE is not set to an s3://bucket/prefix lake")]
+    NoLake,
+    #[error("{0}")]
+    Lake(#[from] kms_audit::lake::LakeError),
+    #[error("{0}")]
+    Detect(#[from] kms_audit::detect::DetectError),
+    #[error("{0}")]
+    Query(#[from] kms_audit::query::QueryError),
+    #[error("payload field {field}: {reason}")]
+    Payload { field: &'static str, reason: String },
+    #[error("alert delivery failed, state unchanged (the alerts are sent again): {0}")]
+    Delivery(String),
+    #[error("the delivery task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What a cold start builds: clients, the lake, the rules.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    aws: Aws,
+    lake_uri: S3Uri,
+    lake: Arc<dyn LakeStore>,
+    topic: Option<String>,
+    trusted: Vec<String>,
+    rules: Arc<Vec<Rule>>,
+}
+
+impl Detector {
+    pub async fn from_env() -> Result<Detector, DetectFnError> {
+        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| DetectFnError::NoLake)?;
+        let uri = S3Uri::parse(&lake).ok_or(DetectFnError::NoLake)?;
+        let topic = std::env::var("KMS_AUDIT_ALERT_TOPIC_ARN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        let trusted = std::env::var("KMS_AUDIT_TRUSTED_ACCOUNTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Detector::new(Aws::load().await, &uri, topic, trusted)
+    }
+
+    /// Must run inside the tokio runtime (the lake keeps its handle).
+    pub fn new(
+        aws: Aws,
+        lake: &S3Uri,
+        topic: Option<String>,
+        trusted: Vec<String>,
+    ) -> Result<Detector, DetectFnError> {
+        Ok(Detector {
+            lake: Arc::new(S3Lake::open(&aws, lake)?),
+            lake_uri: lake.clone(),
+            aws,
+            topic,
+            trusted,
+            rules: Arc::new(builtin_rules()?),
+        })
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, DetectFnError> {
+        let started = std::time::Instant::now();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        let time_arg = |field: &'static str| -> Result<Option<i64>, DetectFnError> {
+            event
+                .payload
+                .get(field)
+                .and_then(Value::as_str)
+                .map(|s| {
+                    parse_time_arg(s, now).map_err(|e| DetectFnError::Payload {
+                        field,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        let opts = DetectOptions {
+            since: time_arg("since")?,
+            until: time_arg("until")?,
+            trusted_accounts: self.trusted.clone(),
+        };
+        let ctx = kms_audit::query::open_s3(&self.aws, &self.lake_uri)?;
+        let lake = self.lake.clone();
+        let mut state =
+            tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;
+        let Some((window, alerts)) = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?
+        else {
+            tracing::info!("no events to judge yet (an empty lake, or its first 24 hours)");
+            return Ok(json!({"alerts": 0, "window": null}));
+        };
+        for a in &alerts {
+            tracing::warn!(
+                rule_id = %a.rule_id,
+                severity = a.severity.as_str(),
+                summary = %a.summary,
+                principal = a.principal.as_deref().unwrap_or(""),
+                key_arn = a.key_arn.as_deref().unwrap_or(""),
+                dedup_key = %a.dedup_key,
+                "alert"
+            );
+        }
+        let sinks: Vec<Box<dyn AlertSink>> = self
+            .topic
+            .iter()
+            .map(|t| Box::new(SnsSink::new(&self.aws, t)) as Box<dyn AlertSink>)
+            .collect();
+        let lake = self.lake.clone();
+        let delivered = alerts.clone();
+        tokio::task::spawn_blocking(move || {
+            let failures =
+                deliver_all(&sinks, &delivered, 3, std::time::Duration::from_millis(500));
+            if let Some(f) = failures.first() {
+                return Err(DetectFnError::Delivery(f.to_string()));
+            }
+            state.save(lake.as_ref())?;
+            Ok(())
+        })
+        .await??;
+        let by_severity = count_by_severity(&alerts);
+        println!(
+            "{}",
+            emf_line(
+                &alerts,
+                &by_severity,
+                started.elapsed().as_secs_f64(),
+                now / 1000
+            )
+        );
+        tracing::info!(
+            since = %kms_audit::time::format_micros(window.since),
+            until = %kms_audit::time::format_micros(window.until),
+            rules = self.rules.len(),
+            alerts = alerts.len(),
+            "detection done"
+        );
+        Ok(json!({
+            "window": {"since": kms_audit::time::format_micros(window.since),
+                       "until": kms_audit::time::format_micros(window.until)},
+            "rules": self.rules.len(),
+            "alerts": alerts.len(),
+            "by_severity": by_severity,
+            "published_to": self.topic,
+        }))
+    }
+}
+
+fn count_by_severity(alerts: &[Alert]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for a in alerts {
+        *m.entry(a.severity.as_str().to_owned()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// One CloudWatch Embedded Metric Format line: `Alerts` and one metric per severity.
+pub fn emf_line(
+    alerts: &[Alert],
+    by_severity: &BTreeMap<String, u64>,
+    seconds: f64,
+    ts_ms: i64,
+) -> Value {
+    let mut metrics = vec![
+        json!({"Name": "Alerts", "Unit": "Count"}),
+        json!({"Name": "Duration", "Unit": "Seconds"}),
+    ];
+    let mut line = json!({"Function": "detect", "Alerts": alerts.len(), "Duration": seconds});
+    for sev in ["critical", "high", "medium", "low", "info"] {
+        let name = format!("Alerts{}{}", sev[..1].to_uppercase(), &sev[1..]);
+        metrics.push(json!({"Name": name, "Unit": "Count"}));
+        line[name] = json!(by_severity.get(sev).copied().unwrap_or(0));
+    }
+    line["_aws"] = json!({
+        "Timestamp": ts_ms,
+        "CloudWatchMetrics": [{"Namespace": "KmsAudit", "Dimensions": [["Function"]], "Metrics": metrics}]
+    });
+    line
+}
