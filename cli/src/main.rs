@@ -484,7 +484,7 @@ fn cmd_report(
     let findings: Vec<String> = report
         .sections
         .iter()
-        .map(|s| format!("{} {}", s.rows.len(), s.def.id))
+        .map(|s| format!("{} {} ({:.1}s)", s.rows.len(), s.def.id, s.seconds))
         .collect();
     println!(
         "report {} .. {} ({} KMS events): {}; wrote {} files to {}",

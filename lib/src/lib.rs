@@ -44,6 +44,8 @@ pub mod policy;
 pub mod query;
 pub mod reader;
 pub mod record;
+#[cfg(feature = "query")]
+pub mod report;
 #[cfg(feature = "aws")]
 pub mod s3;
 pub mod schema;

@@ -108,9 +108,30 @@ pub fn format_micros(micros: i64) -> String {
     )
 }
 
+/// Like [`format_micros`], with the microseconds when there are any
+/// (`YYYY-MM-DDTHH:MM:SS.ffffffZ`): exact, for SQL literals.
+pub fn format_micros_exact(micros: i64) -> String {
+    let frac = micros.rem_euclid(1_000_000);
+    let s = format_micros(micros);
+    if frac == 0 {
+        s
+    } else {
+        format!("{}.{frac:06}Z", s.trim_end_matches('Z'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_formatting_keeps_microseconds() {
+        assert_eq!(
+            format_micros_exact(1_000_001),
+            "1970-01-01T00:00:01.000001Z"
+        );
+        assert_eq!(format_micros_exact(2_000_000), "1970-01-01T00:00:02Z");
+    }
 
     #[test]
     fn fast_path_agrees_with_chrono() {

@@ -1,0 +1,663 @@
+//! Compliance reports: evidence from the event record over a period, each finding citing
+//! the events that prove it.
+//!
+//! A report is the sections of `queries/reports/*.sql` (each file: a header of
+//! `-- id:`, `-- title:`, `-- description:`, `-- references:` lines, then one query) plus the
+//! alerts the detection rules raise over the period. Queries see these views:
+//!
+//! * `period_events`: `kms_events` in `[since, until)` (partition-pruned by date);
+//! * `lake_events`: every event before `until` (for state reconstructed from history);
+//! * `report_period(since, until, since_micros, until_micros)`: one row;
+//! * `trusted_accounts(account_id)`: accounts whose logs are in the lake plus the ones
+//!   given.
+//!
+//! [`write_report`] writes `report.json`, one CSV per section, and `report.html`: one
+//! self-contained file (inline CSS and SVG, no scripts, no external resources) that prints.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::detect::{DetectError, Rule, Window, run_rules};
+use crate::query::{OutputFormat, QueryError, run_sql, write_batches};
+use crate::time::{DAY_MICROS, format_micros};
+
+/// Errors building or writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("report section {section}: {source}")]
+    Section {
+        section: String,
+        #[source]
+        source: QueryError,
+    },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("report query {file}: {reason}")]
+    Definition { file: String, reason: String },
+}
+
+/// A report section's definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionDef {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub references: Vec<String>,
+    #[serde(skip)]
+    pub sql: String,
+}
+
+/// The built-in sections, in order.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "10_key_inventory.sql",
+        include_str!("../../queries/reports/10_key_inventory.sql"),
+    ),
+    (
+        "20_rotation.sql",
+        include_str!("../../queries/reports/20_rotation.sql"),
+    ),
+    (
+        "30_lifecycle.sql",
+        include_str!("../../queries/reports/30_lifecycle.sql"),
+    ),
+    (
+        "40_admin_changes.sql",
+        include_str!("../../queries/reports/40_admin_changes.sql"),
+    ),
+    (
+        "50_usage.sql",
+        include_str!("../../queries/reports/50_usage.sql"),
+    ),
+    (
+        "60_denied.sql",
+        include_str!("../../queries/reports/60_denied.sql"),
+    ),
+    (
+        "70_coverage.sql",
+        include_str!("../../queries/reports/70_coverage.sql"),
+    ),
+];
+
+/// Parses a section file: header lines, then the query.
+pub fn parse_section(file: &str, text: &str) -> Result<SectionDef, ReportError> {
+    let mut meta = BTreeMap::new();
+    let mut sql = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("-- ")
+            && let Some((k, v)) = rest.split_once(':')
+            && sql.trim().is_empty()
+            && matches!(k, "id" | "title" | "description" | "references")
+        {
+            meta.insert(k.to_owned(), v.trim().to_owned());
+            continue;
+        }
+        sql.push_str(line);
+        sql.push('\n');
+    }
+    let get = |k: &str| {
+        meta.get(k).cloned().ok_or_else(|| ReportError::Definition {
+            file: file.to_owned(),
+            reason: format!("missing `-- {k}:` header"),
+        })
+    };
+    Ok(SectionDef {
+        id: get("id")?,
+        title: get("title")?,
+        description: get("description")?,
+        references: get("references")?
+            .split(';')
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        sql,
+    })
+}
+
+/// The built-in section definitions.
+pub fn builtin_sections() -> Result<Vec<SectionDef>, ReportError> {
+    BUILTIN.iter().map(|(f, t)| parse_section(f, t)).collect()
+}
+
+/// A section's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    #[serde(flatten)]
+    pub def: SectionDef,
+    pub columns: Vec<String>,
+    pub rows: Vec<Map<String, Value>>,
+    /// How long the section's query took.
+    pub seconds: f64,
+    #[serde(skip)]
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A point of a chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub label: String,
+    pub value: i64,
+}
+
+/// A report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub lake: String,
+    pub since: String,
+    pub until: String,
+    pub generated_at: String,
+    pub events_in_period: i64,
+    pub sections: Vec<Section>,
+    /// KMS calls per day, denied requests per day, calls of the top principals.
+    pub charts: BTreeMap<String, Vec<Point>>,
+}
+
+/// What to report on.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// Period start (microseconds); default `until` - 30 days.
+    pub since: Option<i64>,
+    /// Period end, exclusive; default just after the lake's last event (now if empty).
+    pub until: Option<i64>,
+    pub trusted_accounts: Vec<String>,
+    /// Also include the alerts of these rules over the period.
+    pub rules: Vec<Rule>,
+}
+
+async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>, QueryError> {
+    let batches = run_sql(ctx, sql).await?;
+    Ok(batches.iter().find(|b| b.num_rows() > 0).and_then(|b| {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).ok()?;
+        let c = c.as_primitive::<Int64Type>();
+        (!c.is_null(0)).then(|| c.value(0))
+    }))
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Builds a report over a lake registered on `ctx` as `kms_events`.
+pub async fn build_report(
+    ctx: &SessionContext,
+    lake: &str,
+    opts: &ReportOptions,
+) -> Result<Report, ReportError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let last = scalar_i64(
+        ctx,
+        "SELECT arrow_cast(max(event_time), 'Int64') FROM kms_events",
+    )
+    .await?;
+    // Default end: the whole second after the lake's last event (exclusive, so it is in).
+    let until = opts
+        .until
+        .unwrap_or_else(|| last.map_or(now, |l| (l.div_euclid(1_000_000) + 1) * 1_000_000));
+    let since = opts.since.unwrap_or(until - 30 * DAY_MICROS);
+    let (since_s, until_s) = (format_micros(since), format_micros(until));
+    let (since_x, until_x) = (
+        crate::time::format_micros_exact(since),
+        crate::time::format_micros_exact(until),
+    );
+    let first_day = crate::time::format_day(since.div_euclid(DAY_MICROS));
+    let last_day = crate::time::format_day((until - 1).div_euclid(DAY_MICROS));
+    let mut trusted =
+        String::from("SELECT DISTINCT account_id FROM kms_events WHERE account_id IS NOT NULL");
+    for a in &opts.trusted_accounts {
+        let _ = write!(trusted, " UNION SELECT {}", quote(a));
+    }
+    for sql in [
+        format!(
+            "CREATE OR REPLACE VIEW report_period AS SELECT TIMESTAMP {} AS since, TIMESTAMP {} AS until, \
+             CAST({since} AS BIGINT) AS since_micros, CAST({until} AS BIGINT) AS until_micros",
+            quote(&since_x),
+            quote(&until_x)
+        ),
+        format!(
+            "CREATE OR REPLACE VIEW period_events AS SELECT * FROM kms_events \
+             WHERE event_date BETWEEN DATE {} AND DATE {} \
+               AND event_time >= TIMESTAMP {} AND event_time < TIMESTAMP {}",
+            quote(&first_day),
+            quote(&last_day),
+            quote(&since_x),
+            quote(&until_x)
+        ),
+        format!(
+            "CREATE OR REPLACE VIEW lake_events AS SELECT * FROM kms_events \
+             WHERE event_date <= DATE {} AND event_time < TIMESTAMP {}",
+            quote(&last_day),
+            quote(&until_x)
+        ),
+        format!("CREATE OR REPLACE VIEW trusted_accounts AS SELECT account_id FROM ({trusted})"),
+    ] {
+        run_sql(ctx, &sql).await?;
+    }
+    let events_in_period = scalar_i64(ctx, "SELECT count(*) FROM period_events")
+        .await?
+        .unwrap_or(0);
+
+    let mut sections = Vec::new();
+    for def in builtin_sections()? {
+        let started = std::time::Instant::now();
+        let batches = run_sql(ctx, &def.sql)
+            .await
+            .map_err(|source| ReportError::Section {
+                section: def.id.clone(),
+                source,
+            })?;
+        let mut s = section(def, batches)?;
+        s.seconds = started.elapsed().as_secs_f64();
+        sections.push(s);
+    }
+    if !opts.rules.is_empty() {
+        let started = std::time::Instant::now();
+        let alerts = run_rules(
+            ctx,
+            &opts.rules,
+            Window { since, until },
+            &opts.trusted_accounts,
+        )
+        .await?;
+        let rows: Vec<Map<String, Value>> = alerts
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .filter_map(|v| v.as_object().cloned())
+            .collect();
+        let columns = rows
+            .first()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        sections.push(Section {
+            def: SectionDef {
+                id: "alerts".into(),
+                title: "Alerts raised in the period".into(),
+                description: "What the detection rules find over the period, deduplicated per incident (the rule catalog: kms-audit rules).".into(),
+                references: vec!["MITRE ATT&CK".into(), "CIS AWS Foundations 4.x".into()],
+                sql: String::new(),
+            },
+            columns,
+            rows,
+            seconds: started.elapsed().as_secs_f64(),
+            batches: Vec::new(),
+        });
+    }
+    let mut charts = BTreeMap::new();
+    for (name, sql) in [
+        (
+            "calls_per_day",
+            "SELECT CAST(event_date AS VARCHAR), count(*) FROM period_events GROUP BY 1 ORDER BY 1",
+        ),
+        (
+            "denied_per_day",
+            "SELECT CAST(event_date AS VARCHAR), count(*) FILTER (WHERE error_code IS NOT NULL) \
+             FROM period_events GROUP BY 1 ORDER BY 1",
+        ),
+        (
+            "top_principals",
+            "SELECT coalesce(principal, '(unknown)'), count(*) FROM period_events GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+        ),
+    ] {
+        charts.insert(name.to_owned(), points(&run_sql(ctx, sql).await?));
+    }
+    Ok(Report {
+        lake: lake.to_owned(),
+        since: since_s,
+        until: until_s,
+        generated_at: format_micros(now),
+        events_in_period,
+        sections,
+        charts,
+    })
+}
+
+fn points(batches: &[RecordBatch]) -> Vec<Point> {
+    let mut out = Vec::new();
+    for b in batches {
+        let labels = b.column(0).as_string::<i32>();
+        let values = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.push(Point {
+                label: labels.value(i).to_owned(),
+                value: values.value(i),
+            });
+        }
+    }
+    out
+}
+
+fn section(def: SectionDef, batches: Vec<RecordBatch>) -> Result<Section, ReportError> {
+    let columns: Vec<String> = match batches.first() {
+        Some(b) => b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut buf = Vec::new();
+    write_batches(&mut buf, &batches, OutputFormat::Json)?;
+    let mut rows = Vec::new();
+    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).map_err(|e| ReportError::Definition {
+            file: def.id.clone(),
+            reason: format!("row is not JSON: {e}"),
+        })?;
+        if let Value::Object(m) = v {
+            rows.push(m);
+        }
+    }
+    Ok(Section {
+        def,
+        columns,
+        rows,
+        seconds: 0.0,
+        batches,
+    })
+}
+
+/// Writes `report.json`, `<section>.csv` for each section and `report.html` into `dir`.
+/// Returns the files written.
+pub fn write_report(report: &Report, dir: &Path) -> Result<Vec<String>, ReportError> {
+    let io = |path: &Path, source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut written = Vec::new();
+    let json_path = dir.join("report.json");
+    let json = serde_json::to_vec_pretty(report).map_err(|e| io(&json_path, e.into()))?;
+    std::fs::write(&json_path, json).map_err(|e| io(&json_path, e))?;
+    written.push("report.json".to_owned());
+    for s in &report.sections {
+        let name = format!("{}.csv", s.def.id);
+        let path = dir.join(&name);
+        let mut buf = Vec::new();
+        if s.batches.is_empty() {
+            write_rows_csv(&mut buf, &s.columns, &s.rows);
+        } else {
+            write_batches(&mut buf, &s.batches, OutputFormat::Csv)?;
+        }
+        if buf.is_empty() {
+            buf.extend_from_slice(s.columns.join(",").as_bytes());
+            buf.push(b'\n');
+        }
+        std::fs::write(&path, buf).map_err(|e| io(&path, e))?;
+        written.push(name);
+    }
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, render_html(report)).map_err(|e| io(&html_path, e))?;
+    written.push("report.html".to_owned());
+    Ok(written)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A cell as text: strings as they are, null empty, the rest as JSON.
+pub fn cell_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn write_rows_csv(out: &mut Vec<u8>, columns: &[String], rows: &[Map<String, Value>]) {
+    let header: Vec<String> = columns.iter().map(|c| csv_field(c)).collect();
+    out.extend_from_slice(header.join(",").as_bytes());
+    out.push(b'\n');
+    for r in rows {
+        let line: Vec<String> = columns
+            .iter()
+            .map(|c| csv_field(&cell_text(r.get(c))))
+            .collect();
+        out.extend_from_slice(line.join(",").as_bytes());
+        out.push(b'\n');
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Rows shown per section in the HTML (the CSV and JSON have all of them).
+pub const HTML_ROWS: usize = 500;
+
+/// Columns whose truth marks a finding row (highlighted in the HTML).
+const FINDING_COLUMNS: &[&str] = &["finding", "unused_in_period", "lockout_check_bypassed"];
+
+fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
+    let mut svg = String::new();
+    if points.is_empty() {
+        let _ = write!(
+            svg,
+            "<figure><figcaption>{}</figcaption><p class=\"muted\">No data in the period.</p></figure>",
+            esc(title)
+        );
+        return svg;
+    }
+    let max = points.iter().map(|p| p.value).max().unwrap_or(1).max(1) as f64;
+    if horizontal {
+        let (w, row) = (720.0, 22.0);
+        let h = row * points.len() as f64 + 10.0;
+        let _ = write!(
+            svg,
+            "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
+            esc(title),
+            esc(title)
+        );
+        for (i, p) in points.iter().enumerate() {
+            let y = 5.0 + i as f64 * row;
+            let bw = (p.value as f64 / max) * 380.0;
+            let label: String = p
+                .label
+                .chars()
+                .rev()
+                .take(48)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let _ = write!(
+                svg,
+                "<text x=\"250\" y=\"{}\" text-anchor=\"end\" class=\"l\">{}</text><rect x=\"258\" y=\"{}\" width=\"{bw:.1}\" height=\"{}\" class=\"b\"/><text x=\"{:.1}\" y=\"{}\" class=\"v\">{}</text>",
+                y + 14.0,
+                esc(&label),
+                y + 2.0,
+                row - 6.0,
+                262.0 + bw,
+                y + 14.0,
+                p.value
+            );
+        }
+        svg.push_str("</svg></figure>");
+        return svg;
+    }
+    let (w, h, pad) = (720.0, 200.0, 30.0);
+    let n = points.len() as f64;
+    let bw = ((w - 2.0 * pad) / n).max(1.0);
+    let _ = write!(
+        svg,
+        "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {}\" width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
+        esc(title),
+        h + 40.0,
+        esc(title)
+    );
+    let _ = write!(
+        svg,
+        "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{}\" y2=\"{h}\" class=\"axis\"/><text x=\"{pad}\" y=\"12\" class=\"v\">max {}</text>",
+        w - pad,
+        max as i64
+    );
+    let every = (points.len() / 10).max(1);
+    for (i, p) in points.iter().enumerate() {
+        let bh = (p.value as f64 / max) * (h - 20.0);
+        let x = pad + i as f64 * bw;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" class=\"b\"><title>{}: {}</title></rect>",
+            h - bh,
+            (bw - 1.0).max(0.5),
+            esc(&p.label),
+            p.value
+        );
+        if i % every == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{x:.1}\" y=\"{}\" class=\"l\">{}</text>",
+                h + 14.0,
+                esc(p.label.get(5..).unwrap_or(&p.label))
+            );
+        }
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// The self-contained HTML rendering.
+pub fn render_html(r: &Report) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>KMS audit report {} to {}</title>\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<style>\
+body{{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1d2430}}\
+h1{{font-size:1.6rem;margin-bottom:.2rem}}h2{{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #d8dee8;padding-bottom:.2rem}}\
+.muted{{color:#5b6576}}.refs{{font-size:.85rem;color:#5b6576}}\
+table{{border-collapse:collapse;width:100%;font-size:12px;margin:.6rem 0}}th,td{{border:1px solid #d8dee8;padding:3px 6px;text-align:left;vertical-align:top;word-break:break-word}}\
+th{{background:#eef2f7}}tr.finding td{{background:#fff1f0}}code{{font-size:11px}}\
+figure{{margin:1rem 0}}figcaption{{font-weight:600;margin-bottom:.3rem}}\
+svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10px;fill:#1d2430}}svg .axis{{stroke:#5b6576}}\
+.summary td{{border:none;padding:2px 12px 2px 0}}nav a{{margin-right:.8rem}}\
+@media print{{body{{margin:0;max-width:none}}h2{{break-after:avoid}}tr{{break-inside:avoid}}nav{{display:none}}}}\
+</style></head><body>",
+        esc(&r.since),
+        esc(&r.until)
+    );
+    let _ = write!(
+        h,
+        "<h1>KMS audit report</h1><p class=\"muted\">From the CloudTrail record of AWS KMS calls. Every finding row cites the events (event ids) that prove it.</p>\
+<table class=\"summary\"><tr><td>Lake</td><td><code>{}</code></td></tr><tr><td>Period</td><td>{} to {} (end exclusive)</td></tr>\
+<tr><td>KMS events in the period</td><td>{}</td></tr><tr><td>Generated</td><td>{}</td></tr></table><nav>",
+        esc(&r.lake),
+        esc(&r.since),
+        esc(&r.until),
+        r.events_in_period,
+        esc(&r.generated_at)
+    );
+    for s in &r.sections {
+        let _ = write!(
+            h,
+            "<a href=\"#{}\">{}</a>",
+            esc(&s.def.id),
+            esc(&s.def.title)
+        );
+    }
+    h.push_str("</nav><h2 id=\"charts\">Activity</h2>");
+    let empty = Vec::new();
+    h.push_str(&bar_chart(
+        "KMS calls per day",
+        r.charts.get("calls_per_day").unwrap_or(&empty),
+        false,
+    ));
+    h.push_str(&bar_chart(
+        "Denied and failed requests per day",
+        r.charts.get("denied_per_day").unwrap_or(&empty),
+        false,
+    ));
+    h.push_str(&bar_chart(
+        "Top principals by KMS calls",
+        r.charts.get("top_principals").unwrap_or(&empty),
+        true,
+    ));
+    for s in &r.sections {
+        let _ = write!(
+            h,
+            "<h2 id=\"{}\">{}</h2><p>{}</p><p class=\"refs\">References: {}</p>",
+            esc(&s.def.id),
+            esc(&s.def.title),
+            esc(&s.def.description),
+            esc(&s.def.references.join("; "))
+        );
+        if s.rows.is_empty() {
+            h.push_str("<p class=\"muted\">Nothing in the period.</p>");
+            continue;
+        }
+        let _ = write!(
+            h,
+            "<p class=\"muted\">{} row(s){}; all in <code>{}.csv</code>.</p><table><thead><tr>",
+            s.rows.len(),
+            if s.rows.len() > HTML_ROWS {
+                format!(", the first {HTML_ROWS} shown")
+            } else {
+                String::new()
+            },
+            esc(&s.def.id)
+        );
+        for c in &s.columns {
+            let _ = write!(h, "<th>{}</th>", esc(c));
+        }
+        h.push_str("</tr></thead><tbody>");
+        for row in s.rows.iter().take(HTML_ROWS) {
+            let finding = FINDING_COLUMNS
+                .iter()
+                .any(|c| row.get(*c) == Some(&Value::Bool(true)))
+                || row.get("effect").and_then(Value::as_str) == Some("destructive")
+                || row.get("policy_findings").is_some_and(|v| !v.is_null())
+                || row
+                    .get("external_accounts")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
+            h.push_str(if finding {
+                "<tr class=\"finding\">"
+            } else {
+                "<tr>"
+            });
+            for c in &s.columns {
+                let _ = write!(h, "<td>{}</td>", esc(&cell_text(row.get(c))));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("<p class=\"muted\">kms-audit ");
+    h.push_str(env!("CARGO_PKG_VERSION"));
+    h.push_str("</p></body></html>\n");
+    h
+}

@@ -1,0 +1,314 @@
+//! Compliance reports on a generated lake with planted changes: each change cited by event
+//! id in the right section; JSON, CSV and HTML agree; an empty lake gives a clear report.
+
+use std::path::Path;
+
+use kms_audit::detect::builtin_rules;
+use kms_audit::generate::{GenConfig, Manifest, generate_tree};
+use kms_audit::ingest::{ingest_all, local_sources};
+use kms_audit::lake::LocalLake;
+use kms_audit::query::open_local;
+use kms_audit::report::{Report, ReportOptions, build_report, cell_text, write_report};
+use serde_json::Value;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn lake_72h(dir: &Path) -> Manifest {
+    let cfg = GenConfig {
+        hours: 72,
+        kms_per_hour: 15,
+        files_per_hour: 1,
+        ..GenConfig::default()
+    };
+    let m = generate_tree(&cfg, &dir.join("trail")).expect("generate");
+    let lake = LocalLake::open(dir.join("lake")).expect("lake");
+    let (objects, _) = local_sources(&[dir.join("trail")]).expect("sources");
+    let run = ingest_all(&objects, &lake, &|_| {});
+    assert_eq!(run.objects_failed, 0);
+    // One file per day: as a deployed lake after its nightly compaction (and quick to scan
+    // in a debug build).
+    kms_audit::compact::compact(&lake, None, &kms_audit::compact::CompactOptions::default())
+        .expect("compact");
+    m
+}
+
+/// One 72-hour lake and its report, shared by the tests (building them is the slow part).
+fn shared() -> &'static (tempfile::TempDir, Manifest, Report) {
+    static SHARED: std::sync::OnceLock<(tempfile::TempDir, Manifest, Report)> =
+        std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m = lake_72h(dir.path());
+        let r = report(dir.path(), true);
+        (dir, m, r)
+    })
+}
+
+fn report(dir: &Path, rules: bool) -> Report {
+    let ctx = open_local(&dir.join("lake")).expect("open");
+    let opts = ReportOptions {
+        rules: if rules {
+            builtin_rules().expect("rules")
+        } else {
+            Vec::new()
+        },
+        ..ReportOptions::default()
+    };
+    rt().block_on(build_report(&ctx, "lake", &opts))
+        .expect("report")
+}
+
+fn rows<'a>(r: &'a Report, id: &str) -> &'a [serde_json::Map<String, Value>] {
+    &r.sections
+        .iter()
+        .find(|s| s.def.id == id)
+        .unwrap_or_else(|| panic!("no section {id}"))
+        .rows
+}
+
+fn incident<'a>(m: &'a Manifest, kind: &str) -> &'a kms_audit::generate::Incident {
+    m.incidents
+        .iter()
+        .find(|i| i.kind == kind)
+        .unwrap_or_else(|| panic!("no incident {kind}"))
+}
+
+fn cited<'a>(
+    rows: &'a [serde_json::Map<String, Value>],
+    column: &str,
+    ids: &[String],
+) -> Vec<&'a serde_json::Map<String, Value>> {
+    rows.iter()
+        .filter(|r| {
+            r.get(column)
+                .and_then(Value::as_str)
+                .is_some_and(|v| ids.iter().any(|i| i == v))
+        })
+        .collect()
+}
+
+/// RFC 4180 records (quoted fields may hold commas, quotes and newlines).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let (mut rec, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => rec.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                rec.push(std::mem::take(&mut field));
+                out.push(std::mem::take(&mut rec));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !rec.is_empty() {
+        rec.push(field);
+        out.push(rec);
+    }
+    out
+}
+
+#[test]
+fn every_planted_change_is_cited_by_event_id_in_its_section() {
+    let (_, m, r) = shared();
+    assert_eq!(
+        r.events_in_period as u64, m.kms_records,
+        "the default period covers the 72 hours"
+    );
+
+    let lifecycle = rows(r, "lifecycle");
+    for (kind, event_name) in [
+        ("key_deletion_scheduled", "ScheduleKeyDeletion"),
+        ("key_disabled", "DisableKey"),
+        ("imported_key_material_deleted", "DeleteImportedKeyMaterial"),
+    ] {
+        let inc = incident(m, kind);
+        let hits = cited(lifecycle, "event_id", &inc.event_ids);
+        assert!(
+            hits.iter()
+                .any(|h| h["event_name"] == event_name && h["effect"] == "destructive"),
+            "{kind}: {hits:?}"
+        );
+        assert!(
+            hits.iter()
+                .all(|h| h["principal"].as_str() == Some(inc.principal.as_str()))
+        );
+    }
+
+    let inc = incident(m, "key_rotation_disabled");
+    let rot = cited(rows(r, "rotation"), "setting_event_id", &inc.event_ids);
+    assert_eq!(rot.len(), 1, "{inc:?}");
+    assert_eq!(rot[0]["rotation"], "rotation disabled");
+    assert_eq!(rot[0]["finding"], true);
+
+    let admin = rows(r, "admin_changes");
+    let public = cited(
+        admin,
+        "event_id",
+        &incident(m, "public_key_policy").event_ids,
+    );
+    assert!(
+        public
+            .iter()
+            .any(|h| cell_text(h.get("policy_findings")).contains("public_principal")),
+        "{public:?}"
+    );
+    let bypass = cited(
+        admin,
+        "event_id",
+        &incident(m, "policy_lockout_bypass").event_ids,
+    );
+    assert!(
+        bypass.iter().any(|h| h["lockout_check_bypassed"] == true),
+        "{bypass:?}"
+    );
+    let grant = cited(
+        admin,
+        "event_id",
+        &incident(m, "grant_to_external_account").event_ids,
+    );
+    assert!(
+        grant.iter().any(|h| h["event_name"] == "CreateGrant"
+            && h["external_accounts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == m.external_account.as_str()))),
+        "the external account is named: {grant:?}"
+    );
+
+    // The inventory knows the keys, and which were unused.
+    let inventory = rows(r, "key_inventory");
+    let deleted_key = incident(m, "key_deletion_scheduled")
+        .key_arn
+        .clone()
+        .expect("key");
+    let k = inventory
+        .iter()
+        .find(|k| k["key_arn"] == deleted_key.as_str())
+        .expect("key in inventory");
+    assert_eq!(k["state_at_period_end"], "PendingDeletion");
+    assert!(
+        incident(m, "key_deletion_scheduled")
+            .event_ids
+            .iter()
+            .any(|i| k["state_event_id"] == i.as_str())
+    );
+
+    // Alerts of the period, and denied requests, cite events too.
+    let alerts = rows(r, "alerts");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["rule_id"] == "kms_key_deletion_scheduled")
+    );
+    assert!(rows(r, "denied").iter().all(|d| {
+        d["sample_event_ids"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    }));
+    assert!(!rows(r, "usage").is_empty() && !rows(r, "coverage").is_empty());
+}
+
+#[test]
+fn json_csv_and_html_agree() {
+    let (_, m, r) = shared();
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("report");
+    let files = write_report(r, &out).expect("write");
+    let csvs: Vec<&String> = files.iter().filter(|f| f.ends_with(".csv")).collect();
+    assert!(csvs.len() >= 5, "{files:?}");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("json"))
+            .expect("json");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    for s in json["sections"].as_array().expect("sections") {
+        let id = s["id"].as_str().expect("id");
+        let json_rows = s["rows"].as_array().expect("rows");
+        let text = std::fs::read_to_string(out.join(format!("{id}.csv"))).expect("csv");
+        let records = csv_records(&text);
+        let header = &records[0];
+        let columns: Vec<String> = s["columns"]
+            .as_array()
+            .expect("cols")
+            .iter()
+            .map(|c| c.as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(header, &columns, "{id}: CSV header");
+        assert_eq!(
+            records.len() - 1,
+            json_rows.len(),
+            "{id}: CSV rows vs JSON rows"
+        );
+        // The same event ids, row by row.
+        if let Some(col) = columns.iter().position(|c| c == "event_id") {
+            for (rec, row) in records[1..].iter().zip(json_rows) {
+                assert_eq!(rec[col], cell_text(row.get("event_id")), "{id}");
+            }
+        }
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "{id} missing from the HTML"
+        );
+    }
+    // Every planted change's event ids are in the HTML too.
+    for kind in [
+        "key_deletion_scheduled",
+        "key_disabled",
+        "key_rotation_disabled",
+        "public_key_policy",
+        "policy_lockout_bypass",
+        "grant_to_external_account",
+        "imported_key_material_deleted",
+    ] {
+        let inc = incident(m, kind);
+        assert!(
+            inc.event_ids.iter().any(|i| html.contains(i.as_str())),
+            "{kind}"
+        );
+    }
+    assert!(html.contains(&m.external_account));
+    // Self-contained: no scripts, no external resources; charts inline.
+    let lower = html.to_lowercase();
+    assert!(
+        !lower.contains("<script") && !lower.contains(" src=") && !lower.contains("href=\"http")
+    );
+    assert!(lower.contains("<svg") && lower.matches("<svg").count() >= 3);
+}
+
+#[test]
+fn an_empty_lake_and_an_empty_period_give_a_clear_report() {
+    let dir = tempfile::tempdir().expect("tmp");
+    LocalLake::open(dir.path().join("lake")).expect("lake");
+    let r = report(dir.path(), true);
+    assert_eq!(r.events_in_period, 0);
+    assert!(r.sections.iter().all(|s| s.rows.is_empty()));
+    let files = write_report(&r, &dir.path().join("out")).expect("write");
+    let html = std::fs::read_to_string(dir.path().join("out/report.html")).expect("html");
+    assert!(html.contains("Nothing in the period") && html.contains("No data in the period"));
+    assert!(files.len() >= 7);
+
+    let m = lake_72h(dir.path());
+    assert!(m.kms_records > 0);
+    let ctx = open_local(&dir.path().join("lake")).expect("open");
+    let opts = ReportOptions {
+        since: Some(0),
+        until: Some(1_000_000),
+        ..ReportOptions::default()
+    };
+    let r = rt()
+        .block_on(build_report(&ctx, "lake", &opts))
+        .expect("report");
+    assert_eq!(r.events_in_period, 0);
+    assert!(rows(&r, "lifecycle").is_empty() && rows(&r, "usage").is_empty());
+}
