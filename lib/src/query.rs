@@ -65,8 +65,45 @@ pub fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), Query
         .with_schema(schema());
     let table = ListingTable::try_new(config)?;
     ctx.register_table(TABLE, Arc::new(table))?;
+    for (name, sql) in VIEWS {
+        // Planning against the in-memory catalog awaits nothing: safe to block on here.
+        let plan = futures::executor::block_on(ctx.state().create_logical_plan(sql))?;
+        let view = datafusion::datasource::ViewTable::new(plan, Some((*sql).to_owned()));
+        ctx.register_table(*name, Arc::new(view))?;
+    }
     Ok(())
 }
+
+/// Views registered next to `kms_events` (documented in the README).
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        // One row per event id (CloudTrail may deliver an event twice; re-ingesting a
+        // changed object can too): the copy from the first source object.
+        "kms_events_dedup",
+        "SELECT * EXCLUDE (dedup_rank) FROM (SELECT *, row_number() OVER \
+         (PARTITION BY event_id ORDER BY source_object) AS dedup_rank FROM kms_events) \
+         WHERE dedup_rank = 1",
+    ),
+    (
+        "key_usage_daily",
+        "SELECT event_date, key_arn, principal, event_name, count(*) AS calls, \
+         count(*) FILTER (WHERE error_code IS NOT NULL) AS errors, \
+         count(DISTINCT source_ip) AS source_addresses, min(event_time) AS first_seen, \
+         max(event_time) AS last_seen FROM kms_events WHERE key_arn IS NOT NULL \
+         GROUP BY event_date, key_arn, principal, event_name",
+    ),
+    (
+        "principals",
+        "SELECT principal, min(principal_type) AS principal_type, \
+         min(principal_account) AS principal_account, count(*) AS calls, \
+         count(DISTINCT key_arn) AS keys, array_agg(DISTINCT event_name) AS operations, \
+         count(*) FILTER (WHERE error_code IS NOT NULL) AS errors, \
+         count(*) FILTER (WHERE mfa_authenticated) AS calls_with_mfa, \
+         bool_or(via_aws_service) AS via_aws_service, \
+         min(event_time) AS first_seen, max(event_time) AS last_seen \
+         FROM kms_events GROUP BY principal",
+    ),
+];
 
 /// A session over a local lake directory (created if missing, so an empty lake works).
 pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
