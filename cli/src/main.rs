@@ -4,6 +4,7 @@
 mod demo;
 mod detect;
 mod lake;
+mod prompt;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -591,59 +592,6 @@ fn cmd_sql(sql: Option<&str>, lake: &str, format: OutputFormat) -> Result<i32> {
             write_batches(&mut out, &batches, format)?;
             Ok(0)
         }
-        None => interactive(&lake.rt, &ctx, lake.location(), format),
+        None => prompt::run(&lake.rt, &ctx, lake.location(), format),
     }
-}
-
-/// A minimal prompt: statements end with ';'. `\q` quits.
-fn interactive(
-    rt: &tokio::runtime::Runtime,
-    ctx: &datafusion::prelude::SessionContext,
-    location: &str,
-    format: OutputFormat,
-) -> Result<i32> {
-    let tty = std::io::stdin().is_terminal();
-    if tty {
-        eprintln!(
-            "kms-audit SQL over {location} (table kms_events). End statements with ';', \\q to quit."
-        );
-    }
-    let mut buf = String::new();
-    let mut line = String::new();
-    let stdin = std::io::stdin();
-    let mut failed = false;
-    loop {
-        if tty {
-            eprint!("{}", if buf.is_empty() { "kms> " } else { "...> " });
-        }
-        line.clear();
-        if stdin.read_line(&mut line)? == 0 {
-            break;
-        }
-        let t = line.trim();
-        if buf.is_empty() && (t == "\\q" || t == "quit" || t == "exit") {
-            break;
-        }
-        buf.push_str(&line);
-        if !t.ends_with(';') {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        match rt.block_on(run_sql(ctx, buf.trim())) {
-            Ok(batches) => {
-                let mut out = std::io::stdout().lock();
-                write_batches(&mut out, &batches, format)?;
-                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                if tty {
-                    eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-        }
-        buf.clear();
-    }
-    Ok(if failed && !tty { 1 } else { 0 })
 }

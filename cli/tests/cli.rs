@@ -319,3 +319,83 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
     assert!(stdout(&rules).contains("kms_key_policy_public"));
     assert!(stdout(&rules).contains("MITRE ATT&CK"));
 }
+
+fn kms_audit_with_stdin(args: &[&str], cwd: &Path, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-audit"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("KMS_AUDIT_LAKE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let gen_out = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "t",
+            "--hours",
+            "2",
+            "--accounts",
+            "1",
+            "--regions",
+            "us-east-1",
+        ],
+        dir,
+    );
+    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
+    assert!(
+        kms_audit(&["ingest", "t", "--lake", "l"], dir)
+            .status
+            .success()
+    );
+    let script =
+        "\\d\n\\d kms_events\n\\d principals\nSELECT count(*) AS n\n  FROM kms_events_dedup;\n";
+    let o = kms_audit_with_stdin(&["sql", "--lake", "l", "--format", "csv"], dir, script);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for t in [
+        "kms_events,BASE TABLE",
+        "kms_events_dedup,VIEW",
+        "key_usage_daily,VIEW",
+        "principals,VIEW",
+    ] {
+        assert!(out.contains(t), "\\d lists {t}: {out}");
+    }
+    // \d kms_events documents each column; \d of a view lists its columns.
+    assert!(
+        out.contains("encryption_context") && out.contains("requestParameters.encryptionContext")
+    );
+    assert!(out.contains("calls_with_mfa"));
+    let n: u64 = out
+        .lines()
+        .skip_while(|l| *l != "n")
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the count after the multi-line statement");
+    assert!(n > 0);
+    // A failing statement or unknown command makes piped input exit 1, after the rest ran.
+    let o = kms_audit_with_stdin(
+        &["sql", "--lake", "l"],
+        dir,
+        "SELECT nope FROM kms_events;\n\\x\nSELECT 1;\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope") && stderr(&o).contains("unknown command \\x"));
+    assert!(stdout(&o).contains("| 1 "), "{}", stdout(&o));
+}

@@ -50,10 +50,13 @@ fn view_counts(root: &Path) -> [u64; 4] {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let sql = "SELECT (SELECT count(*) FROM kms_events) AS a, (SELECT count(*) FROM kms_events_dedup) AS b, \
                (SELECT sum(calls) FROM key_usage_daily) AS c, (SELECT sum(calls) FROM principals) AS d";
-    let b = rt.block_on(kms_audit::query::run_sql(&ctx, sql)).expect("sql");
+    let b = rt
+        .block_on(kms_audit::query::run_sql(&ctx, sql))
+        .expect("sql");
     let mut out = [0u64; 4];
     for (i, v) in out.iter_mut().enumerate() {
-        let c = arrow::compute::cast(b[0].column(i), &arrow::datatypes::DataType::Int64).expect("cast");
+        let c =
+            arrow::compute::cast(b[0].column(i), &arrow::datatypes::DataType::Int64).expect("cast");
         *v = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&c).value(0) as u64;
     }
     out
@@ -72,7 +75,11 @@ fn compaction_keeps_every_event_once_and_swaps_invisibly() {
     assert_eq!(distinct.len() as u64, kms);
     // Before compaction the duplicate delivery shows in kms_events, not in the views.
     let counts = view_counts(root.path());
-    assert_eq!(counts, [kms + dup, kms, kms + dup, kms + dup], "events, dedup, daily, principals");
+    assert_eq!(
+        counts,
+        [kms + dup, kms, kms + dup, kms + dup],
+        "events, dedup, daily, principals"
+    );
     let files_before = parquet_files(root.path()).len();
     let days = partitions(&lake).expect("partitions");
     assert!(!days.is_empty());
