@@ -30,14 +30,15 @@ impl Input {
     /// The next line; `None` at the end of input.
     fn line(&mut self, continuation: bool) -> Result<Option<String>> {
         match self {
-            Input::Editor(rl, _) => loop {
+            Input::Editor(rl, _) => {
                 match rl.readline(if continuation { "...> " } else { "kms> " }) {
-                    Ok(l) => return Ok(Some(l)),
-                    Err(ReadlineError::Interrupted) => return Ok(Some("\\c".into())),
-                    Err(ReadlineError::Eof) => return Ok(None),
-                    Err(e) => return Err(e.into()),
+                    Ok(l) => Ok(Some(l)),
+                    // Ctrl-C clears the statement being typed, as in psql.
+                    Err(ReadlineError::Interrupted) => Ok(Some("\\c".into())),
+                    Err(ReadlineError::Eof) => Ok(None),
+                    Err(e) => Err(e.into()),
                 }
-            },
+            }
             Input::Piped(stdin) => {
                 let mut l = String::new();
                 Ok((stdin.read_line(&mut l)? > 0)
