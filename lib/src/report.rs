@@ -477,30 +477,30 @@ fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
         let h = row * points.len() as f64 + 10.0;
         let _ = write!(
             svg,
-            "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
+            "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {h}\" width=\"100%\" style=\"max-width:760px\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
             esc(title),
             esc(title)
         );
         for (i, p) in points.iter().enumerate() {
             let y = 5.0 + i as f64 * row;
-            let bw = (p.value as f64 / max) * 380.0;
-            let label: String = p
-                .label
-                .chars()
-                .rev()
-                .take(48)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            let bw = (p.value as f64 / max) * 340.0;
+            // The end of an ARN says the most (the role or user name); the full one is the
+            // tooltip.
+            let n = p.label.chars().count();
+            let label: String = if n > 52 {
+                format!("…{}", p.label.chars().skip(n - 51).collect::<String>())
+            } else {
+                p.label.clone()
+            };
             let _ = write!(
                 svg,
-                "<text x=\"250\" y=\"{}\" text-anchor=\"end\" class=\"l\">{}</text><rect x=\"258\" y=\"{}\" width=\"{bw:.1}\" height=\"{}\" class=\"b\"/><text x=\"{:.1}\" y=\"{}\" class=\"v\">{}</text>",
+                "<text x=\"2\" y=\"{}\" class=\"l\"><title>{}</title>{}</text><rect x=\"330\" y=\"{}\" width=\"{bw:.1}\" height=\"{}\" class=\"b\"/><text x=\"{:.1}\" y=\"{}\" class=\"v\">{}</text>",
                 y + 14.0,
+                esc(&p.label),
                 esc(&label),
                 y + 2.0,
                 row - 6.0,
-                262.0 + bw,
+                334.0 + bw,
                 y + 14.0,
                 p.value
             );
@@ -510,10 +510,10 @@ fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
     }
     let (w, h, pad) = (720.0, 200.0, 30.0);
     let n = points.len() as f64;
-    let bw = ((w - 2.0 * pad) / n).max(1.0);
+    let bw = ((w - 2.0 * pad) / n).clamp(1.0, 48.0);
     let _ = write!(
         svg,
-        "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {}\" width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
+        "<figure><figcaption>{}</figcaption><svg role=\"img\" viewBox=\"0 0 {w} {}\" width=\"100%\" style=\"max-width:760px\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
         esc(title),
         h + 40.0,
         esc(title)

@@ -312,3 +312,158 @@ fn an_empty_lake_and_an_empty_period_give_a_clear_report() {
     assert_eq!(r.events_in_period, 0);
     assert!(rows(&r, "lifecycle").is_empty() && rows(&r, "usage").is_empty());
 }
+
+/// Chromium (Debian's package), or `None` when browser tests are knowingly skipped.
+fn chromium() -> Option<String> {
+    let candidates = ["chromium", "chromium-browser", "google-chrome"];
+    let found = std::env::var("KMS_AUDIT_TEST_CHROMIUM").ok().or_else(|| {
+        candidates.iter().find_map(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|_| (*c).to_owned())
+        })
+    });
+    if found.is_none() {
+        if std::env::var_os("KMS_AUDIT_SKIP_BROWSER_TESTS").is_some() {
+            eprintln!("skipped: no chromium and KMS_AUDIT_SKIP_BROWSER_TESTS is set");
+            return None;
+        }
+        panic!(
+            "needs Chromium (Debian: apt-get install chromium), or KMS_AUDIT_SKIP_BROWSER_TESTS=1"
+        );
+    }
+    found
+}
+
+fn headless(browser: &str, profile: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(browser);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        // Self-contained means no network: refuse every host name.
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+#[test]
+fn the_html_renders_in_a_real_browser() {
+    let Some(browser) = chromium() else { return };
+    let (_, m, r) = shared();
+    let dir = tempfile::tempdir().expect("tmp");
+    write_report(r, dir.path()).expect("write");
+    let url = format!("file://{}", dir.path().join("report.html").display());
+    let profile = tempfile::tempdir().expect("profile");
+
+    // The DOM after the browser parsed and laid it out: every section, the charts.
+    let dom = headless(&browser, profile.path())
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for s in &r.sections {
+        assert!(
+            dom.contains(&format!("id=\"{}\"", s.def.id)),
+            "{} not rendered",
+            s.def.id
+        );
+    }
+    assert_eq!(dom.matches("<svg").count(), 3, "three inline charts");
+    let deletion = &incident(m, "key_deletion_scheduled").event_ids[0];
+    assert!(dom.contains(deletion.as_str()));
+
+    // A screenshot and a PDF: the page paints and prints.
+    let shot = dir.path().join("report.png");
+    let pdf = dir.path().join("report.pdf");
+    let o = headless(&browser, profile.path())
+        .arg("--window-size=1280,2000")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("chromium");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a painted page, {} bytes",
+        png.len()
+    );
+    let o = headless(&browser, profile.path())
+        .arg("--no-pdf-header-footer")
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(&url)
+        .output()
+        .expect("chromium");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pdf = std::fs::read(&pdf).expect("pdf");
+    let pages = pdf
+        .windows(b"/Type /Page\n".len())
+        .filter(|w| w.starts_with(b"/Type /Page") && !w.starts_with(b"/Type /Pages"))
+        .count();
+    assert!(
+        pdf.starts_with(b"%PDF") && pages >= 2,
+        "printable: {pages} page(s)"
+    );
+}
+
+#[test]
+fn duckdb_reads_the_lake_and_agrees_with_datafusion() {
+    let Ok(python) = std::env::var("KMS_AUDIT_TEST_PYTHON") else {
+        if std::env::var_os("KMS_AUDIT_SKIP_S3_TESTS").is_some() {
+            return;
+        }
+        panic!("needs KMS_AUDIT_TEST_PYTHON, a Python with duckdb: run scripts/test");
+    };
+    let (dir, _, _) = shared();
+    let lake = dir.path().join("lake");
+    let sql = "SELECT event_name, count(*) AS n, count(DISTINCT event_id) AS ids, \
+               count(*) FILTER (WHERE encryption_context['aws:s3:arn'] IS NOT NULL) AS s3_ctx, \
+               min(event_date) AS first_day, count(*) FILTER (WHERE mfa_authenticated) AS mfa \
+               FROM kms_events GROUP BY event_name ORDER BY event_name";
+    let script = format!(
+        "import duckdb, json, sys\n\
+         con = duckdb.connect()\n\
+         con.execute(\"SET TimeZone='UTC'\")\n\
+         con.execute(\"CREATE VIEW kms_events AS SELECT * FROM read_parquet('{}/kms_events/*/*.parquet', hive_partitioning=true, hive_types={{'event_date': 'DATE'}})\")\n\
+         rows = con.execute(\"\"\"{sql}\"\"\").fetchall()\n\
+         print(json.dumps([[str(c) for c in r] for r in rows]))\n",
+        lake.display()
+    );
+    let o = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let duck: Vec<Vec<String>> = serde_json::from_slice(&o.stdout).expect("json");
+
+    let ctx = open_local(&lake).expect("open");
+    let batches = rt()
+        .block_on(kms_audit::query::run_sql(&ctx, sql))
+        .expect("sql");
+    let mut csv = Vec::new();
+    kms_audit::query::write_batches(&mut csv, &batches, kms_audit::query::OutputFormat::Csv)
+        .expect("csv");
+    let ours: Vec<Vec<String>> = csv_records(&String::from_utf8_lossy(&csv))[1..].to_vec();
+    assert!(ours.len() > 5);
+    assert_eq!(
+        duck, ours,
+        "DuckDB and DataFusion read the same lake differently"
+    );
+}
