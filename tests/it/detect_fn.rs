@@ -201,3 +201,74 @@ fn a_failing_topic_fails_the_run_and_keeps_the_alerts_for_the_retry() {
             .any(|a| a["rule_id"] == "kms_key_deletion_scheduled")
     );
 }
+
+#[test]
+fn the_scheduled_report_lands_in_the_lake_and_is_announced() {
+    let Some(env) = S3Env::connect() else { return };
+    let uri = lake_with_incident(&env);
+    let (topic, queue) = topic_with_queue(&env, &format!("reports-{}", std::process::id()));
+    let reporter = {
+        let _guard = env.rt.enter();
+        report_fn::Reporter::new(env.aws.clone(), &uri, Some(topic), vec![], 7).expect("reporter")
+    };
+    // The weekly schedule fires on 2026-11-16: the report covers 11-09 .. 11-15.
+    let mut event = scheduled_event();
+    event["time"] = json!("2026-11-16T06:00:00Z");
+    let out = {
+        let _guard = env.rt.enter();
+        env.rt
+            .block_on(reporter.handle(LambdaEvent::new(event, Context::default())))
+            .expect("report")
+    };
+    assert_eq!(out["period"]["since"], "2026-11-09T00:00:00Z");
+    assert_eq!(out["period"]["until"], "2026-11-16T00:00:00Z");
+    assert_eq!(out["events_in_period"], 31);
+    let folder = "kms/reports/2026-11-09_2026-11-15/";
+    let keys = env.keys(&uri.bucket, folder);
+    for f in [
+        "report.html",
+        "report.json",
+        "lifecycle.csv",
+        "key_inventory.csv",
+        "usage.csv",
+    ] {
+        assert!(
+            keys.contains(&format!("{folder}{f}")),
+            "{f} missing: {keys:?}"
+        );
+    }
+    let json: Value = serde_json::from_slice(
+        &env.get(&uri.bucket, &format!("{folder}report.json"))
+            .expect("json"),
+    )
+    .expect("json");
+    let lifecycle = json["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["id"] == "lifecycle")
+        .expect("lifecycle");
+    assert_eq!(lifecycle["rows"][0]["event_id"], "del-1");
+    // The announcement names the period and where the report is.
+    let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
+    let msgs = env
+        .rt
+        .block_on(
+            sqs.receive_message()
+                .queue_url(&queue)
+                .max_number_of_messages(10)
+                .send(),
+        )
+        .expect("receive");
+    let body = msgs
+        .messages()
+        .first()
+        .and_then(|m| m.body())
+        .expect("an announcement")
+        .to_owned();
+    assert!(
+        body.contains("2026-11-09T00:00:00Z")
+            && body.contains(&format!("s3://{}/{folder}report.html", uri.bucket)),
+        "{body}"
+    );
+}

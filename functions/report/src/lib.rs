@@ -1,0 +1,202 @@
+//! The `report` Lambda: on a schedule (weekly by default), writes a compliance report of
+//! the last period into the lake, `<lake>/reports/<since>_<until>/` (`report.html`,
+//! `report.json`, one CSV per section), and announces it on the SNS topic.
+//!
+//! Configuration (environment): `KMS_AUDIT_LAKE=s3://bucket/prefix`,
+//! `KMS_AUDIT_ALERT_TOPIC_ARN` (the announcement; message attribute `kind=report`),
+//! `KMS_AUDIT_TRUSTED_ACCOUNTS`, `KMS_AUDIT_REPORT_DAYS` (the period, 7 by default). The
+//! period ends at the start (UTC midnight) of the day the schedule fires; a payload with
+//! `since`/`until` (RFC 3339 or a span such as `30d`) reports on another period.
+
+use std::sync::Arc;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use kms_audit::detect::{builtin_rules, parse_time_arg};
+use kms_audit::lake::LakeStore;
+use kms_audit::report::{ReportOptions, build_report, write_report};
+use kms_audit::s3::{Aws, S3Lake, S3Uri};
+use kms_audit::time::{DAY_MICROS, format_day, parse_event_time};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+/// Errors that fail an invocation (and make Lambda retry it).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportFnError {
+    #[error("KMS_AUDIT_LAKE is not set to an s3://bucket/prefix lake")]
+    NoLake,
+    #[error("{0}")]
+    Lake(#[from] kms_audit::lake::LakeError),
+    #[error("{0}")]
+    Report(#[from] kms_audit::report::ReportError),
+    #[error("{0}")]
+    Query(#[from] kms_audit::query::QueryError),
+    #[error("{0}")]
+    Detect(#[from] kms_audit::detect::DetectError),
+    #[error("payload field {field}: {reason}")]
+    Payload { field: &'static str, reason: String },
+    #[error("staging the report: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("announcing the report on {topic}: {reason}")]
+    Announce { topic: String, reason: String },
+    #[error("the upload task stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// What a cold start builds.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    aws: Aws,
+    lake_uri: S3Uri,
+    lake: Arc<dyn LakeStore>,
+    topic: Option<String>,
+    trusted: Vec<String>,
+    days: i64,
+}
+
+impl Reporter {
+    pub async fn from_env() -> Result<Reporter, ReportFnError> {
+        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| ReportFnError::NoLake)?;
+        let uri = S3Uri::parse(&lake).ok_or(ReportFnError::NoLake)?;
+        let topic = std::env::var("KMS_AUDIT_ALERT_TOPIC_ARN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        let trusted = std::env::var("KMS_AUDIT_TRUSTED_ACCOUNTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let days = std::env::var("KMS_AUDIT_REPORT_DAYS")
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(7);
+        Reporter::new(Aws::load().await, &uri, topic, trusted, days)
+    }
+
+    /// Must run inside the tokio runtime (the lake keeps its handle).
+    pub fn new(
+        aws: Aws,
+        lake: &S3Uri,
+        topic: Option<String>,
+        trusted: Vec<String>,
+        days: i64,
+    ) -> Result<Reporter, ReportFnError> {
+        Ok(Reporter {
+            lake: Arc::new(S3Lake::open(&aws, lake)?),
+            lake_uri: lake.clone(),
+            aws,
+            topic,
+            trusted,
+            days: days.max(1),
+        })
+    }
+
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, ReportFnError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        let arg = |field: &'static str| -> Result<Option<i64>, ReportFnError> {
+            event
+                .payload
+                .get(field)
+                .and_then(Value::as_str)
+                .map(|s| {
+                    parse_time_arg(s, now).map_err(|e| ReportFnError::Payload {
+                        field,
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        // A scheduled event's "time" is when the schedule fired: the period ends at the
+        // start of that day, so a retried or late run reports the same period.
+        let fired = event
+            .payload
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(parse_event_time)
+            .unwrap_or(now);
+        let until = arg("until")?.unwrap_or(fired.div_euclid(DAY_MICROS) * DAY_MICROS);
+        let since = arg("since")?.unwrap_or(until - self.days * DAY_MICROS);
+        let opts = ReportOptions {
+            since: Some(since),
+            until: Some(until),
+            trusted_accounts: self.trusted.clone(),
+            rules: builtin_rules()?,
+        };
+        let ctx = kms_audit::query::open_s3(&self.aws, &self.lake_uri)?;
+        let report = build_report(&ctx, &self.lake.uri(), &opts).await?;
+        let folder = format!(
+            "reports/{}_{}",
+            format_day(since.div_euclid(DAY_MICROS)),
+            format_day((until - 1).div_euclid(DAY_MICROS))
+        );
+        let staging = tempfile::tempdir()?;
+        let files = write_report(&report, staging.path())?;
+        let lake = self.lake.clone();
+        let (dir, upload) = (staging.path().to_path_buf(), files.clone());
+        let prefix = folder.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ReportFnError> {
+            // The HTML last: its presence means the report is complete.
+            let mut ordered = upload;
+            ordered.sort_by_key(|f| f == "report.html");
+            for f in ordered {
+                lake.publish(&dir.join(&f), &format!("{prefix}/{f}"))?;
+            }
+            Ok(())
+        })
+        .await??;
+        let location = format!("{}/{folder}/", self.lake.uri());
+        let counts: Vec<String> = report
+            .sections
+            .iter()
+            .map(|s| format!("  {:<22} {} row(s)", s.def.id, s.rows.len()))
+            .collect();
+        let summary = json!({
+            "kind": "report",
+            "period": {"since": report.since, "until": report.until},
+            "events_in_period": report.events_in_period,
+            "location": location,
+            "files": files,
+            "sections": report.sections.iter().map(|s| json!({"id": s.def.id, "rows": s.rows.len()})).collect::<Vec<_>>(),
+        });
+        if let Some(topic) = &self.topic {
+            let text = format!(
+                "kms-audit report {} to {}: {} KMS events.\n\n{}\n\nReport: {location}report.html\nData: report.json and one CSV per section in the same folder.\n\n{}",
+                report.since,
+                report.until,
+                report.events_in_period,
+                counts.join("\n"),
+                summary
+            );
+            let kind = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("report")
+                .build()
+                .map_err(|e| ReportFnError::Announce {
+                    topic: topic.clone(),
+                    reason: e.to_string(),
+                })?;
+            aws_sdk_sns::Client::new(&self.aws.config)
+                .publish()
+                .topic_arn(topic)
+                .subject(format!(
+                    "kms-audit report {} to {}",
+                    &report.since[..10],
+                    &report.until[..10]
+                ))
+                .message(text)
+                .message_attributes("kind", kind)
+                .send()
+                .await
+                .map_err(|e| ReportFnError::Announce {
+                    topic: topic.clone(),
+                    reason: aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
+                })?;
+        }
+        tracing::info!(location = %location, events = report.events_in_period, "report written");
+        Ok(summary)
+    }
+}
