@@ -86,6 +86,27 @@ pub struct Layer {
     pub committed_at: i64,
 }
 
+impl Layer {
+    /// Whether every output is in a partition listing (name → size) with its recorded size.
+    pub fn complete_in(&self, listing: &BTreeMap<String, u64>) -> bool {
+        self.outputs
+            .iter()
+            .all(|o| listing.get(&o.name) == Some(&o.size))
+    }
+
+    /// The replaced files still in a listing, with their recorded size (a file re-ingested
+    /// with other bytes is not one of them), never one of this layer's own outputs.
+    pub fn replaced_in<'a>(
+        &'a self,
+        listing: &'a BTreeMap<String, u64>,
+    ) -> impl Iterator<Item = &'a FileRef> + 'a {
+        let outputs: HashSet<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
+        self.replaced.iter().filter(move |r| {
+            listing.get(&r.name) == Some(&r.size) && !outputs.contains(r.name.as_str())
+        })
+    }
+}
+
 /// A partition's compaction manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -100,11 +121,6 @@ pub struct Manifest {
 /// The files of a partition listing (name → size) a reader must not read, per the rule in
 /// the module docs.
 pub fn hidden_files(listing: &BTreeMap<String, u64>, manifest: &Manifest) -> HashSet<String> {
-    let complete = |l: &Layer| {
-        l.outputs
-            .iter()
-            .all(|o| listing.get(&o.name) == Some(&o.size))
-    };
     // Newest first; a reader with none complete sees the partition as before any.
     let layers: Vec<&Layer> = [&manifest.pending, &manifest.committed, &manifest.previous]
         .into_iter()
@@ -112,7 +128,7 @@ pub fn hidden_files(listing: &BTreeMap<String, u64>, manifest: &Manifest) -> Has
         .collect();
     let chosen = layers
         .iter()
-        .position(|l| complete(l))
+        .position(|l| l.complete_in(listing))
         .unwrap_or(layers.len());
     let mut hidden = HashSet::new();
     // Outputs of newer layers than the chosen one are not (fully) there yet.
@@ -126,12 +142,7 @@ pub fn hidden_files(listing: &BTreeMap<String, u64>, manifest: &Manifest) -> Has
         }
     }
     if let Some(layer) = layers.get(chosen) {
-        let outputs: HashSet<&str> = layer.outputs.iter().map(|o| o.name.as_str()).collect();
-        for r in &layer.replaced {
-            if listing.get(&r.name) == Some(&r.size) && !outputs.contains(r.name.as_str()) {
-                hidden.insert(r.name.clone());
-            }
-        }
+        hidden.extend(layer.replaced_in(listing).map(|r| r.name.clone()));
     }
     hidden
 }
@@ -153,16 +164,9 @@ impl Default for CompactOptions {
         CompactOptions {
             target_file_bytes: 128 * 1024 * 1024,
             keep_replaced: 0,
-            now: now_micros(),
+            now: crate::time::now_micros(),
         }
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// What compacting one partition did.
@@ -232,13 +236,10 @@ fn delete_replaced(
     if opts.now - layer.committed_at < opts.keep_replaced {
         return Ok(0);
     }
-    let outputs: HashSet<&str> = layer.outputs.iter().map(|o| o.name.as_str()).collect();
     let mut n = 0;
-    for r in &layer.replaced {
-        if listing.get(&r.name) == Some(&r.size) && !outputs.contains(r.name.as_str()) {
-            lake.delete(&format!("{dir}/{}", r.name))?;
-            n += 1;
-        }
+    for r in layer.replaced_in(listing) {
+        lake.delete(&format!("{dir}/{}", r.name))?;
+        n += 1;
     }
     Ok(n)
 }
@@ -272,11 +273,7 @@ pub fn compact_partition(
 
     // An interrupted run: its pending outputs are garbage, or, if all there, the result.
     if let Some(p) = manifest.pending.take() {
-        let complete = p
-            .outputs
-            .iter()
-            .all(|o| listing.get(&o.name) == Some(&o.size));
-        if complete {
+        if p.complete_in(&listing) {
             manifest.previous = manifest.committed.take();
             manifest.committed = Some(Layer {
                 committed_at: opts.now,
@@ -394,36 +391,20 @@ pub fn compact_partition(
                             })?;
                     current = Some((name, path, w));
                 }
-                if let Some((name, path, w)) = current.as_mut() {
-                    let perr = |source| CompactError::Parquet {
+                if let Some((_, path, w)) = current.as_mut() {
+                    w.write(&batch).map_err(|source| CompactError::Parquet {
                         path: path.display().to_string(),
                         source,
-                    };
-                    w.write(&batch).map_err(perr)?;
+                    })?;
                     if w.bytes_written() as u64 + w.in_progress_size() as u64
                         >= opts.target_file_bytes
                     {
-                        let (name, path, w) = (name.clone(), path.clone(), current.take());
-                        if let Some((_, _, w)) = w {
-                            w.close().map_err(|source| CompactError::Parquet {
-                                path: path.display().to_string(),
-                                source,
-                            })?;
-                        }
-                        let size = file_size(&path)?;
-                        outputs.push((FileRef { name, size }, path));
+                        finish_output(current.take(), &mut outputs)?;
                     }
                 }
             }
         }
-        if let Some((name, path, w)) = current.take() {
-            w.close().map_err(|source| CompactError::Parquet {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let size = file_size(&path)?;
-            outputs.push((FileRef { name, size }, path));
-        }
+        finish_output(current.take(), &mut outputs)?;
         Ok(())
     })();
     if let Err(e) = result {
@@ -472,6 +453,23 @@ pub fn compact_partition(
     report.files_deleted +=
         delete_replaced(lake, &dir, manifest.committed.as_ref(), &listing, opts)?;
     Ok(report)
+}
+
+/// Closes an output being written (if any) and records it with its size.
+fn finish_output(
+    current: Option<(String, std::path::PathBuf, ArrowWriter<File>)>,
+    outputs: &mut Vec<(FileRef, std::path::PathBuf)>,
+) -> Result<(), CompactError> {
+    let Some((name, path, w)) = current else {
+        return Ok(());
+    };
+    w.close().map_err(|source| CompactError::Parquet {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let size = file_size(&path)?;
+    outputs.push((FileRef { name, size }, path));
+    Ok(())
 }
 
 fn file_size(path: &std::path::Path) -> Result<u64, CompactError> {

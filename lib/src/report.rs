@@ -198,10 +198,7 @@ pub async fn build_report(
     lake: &str,
     opts: &ReportOptions,
 ) -> Result<Report, ReportError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
+    let now = crate::time::now_micros();
     let last = scalar_i64(
         ctx,
         "SELECT arrow_cast(max(event_time), 'Int64') FROM kms_events",

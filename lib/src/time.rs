@@ -95,6 +95,14 @@ pub fn format_day(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Now, in microseconds since the epoch (0 if the clock is before 1970).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` of microseconds since the epoch.
 pub fn format_micros(micros: i64) -> String {
     let day = micros.div_euclid(DAY_MICROS);
