@@ -14,9 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kms_audit::detect::{
-    Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, parse_time_arg,
-};
+use kms_audit::detect::{Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate};
 use kms_audit::lake::LakeStore;
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
 use kms_audit::sinks::{AlertSink, SnsSink, deliver_all};
@@ -26,16 +24,14 @@ use serde_json::{Value, json};
 /// Errors that fail an invocation (and make Lambda retry it).
 #[derive(Debug, thiserror::Error)]
 pub enum DetectFnError {
-    #[error("KMS_AUDIT_LAKE is not set to an s3://bucket/prefix lake")]
-    NoLake,
+    #[error(transparent)]
+    Config(#[from] lambda_common::ConfigError),
     #[error("{0}")]
     Lake(#[from] kms_audit::lake::LakeError),
     #[error("{0}")]
     Detect(#[from] kms_audit::detect::DetectError),
     #[error("{0}")]
     Query(#[from] kms_audit::query::QueryError),
-    #[error("payload field {field}: {reason}")]
-    Payload { field: &'static str, reason: String },
     #[error("alert delivery failed, state unchanged (the alerts are sent again): {0}")]
     Delivery(String),
     #[error("the delivery task stopped: {0}")]
@@ -55,18 +51,9 @@ pub struct Detector {
 
 impl Detector {
     pub async fn from_env() -> Result<Detector, DetectFnError> {
-        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| DetectFnError::NoLake)?;
-        let uri = S3Uri::parse(&lake).ok_or(DetectFnError::NoLake)?;
-        let topic = std::env::var("KMS_AUDIT_ALERT_TOPIC_ARN")
-            .ok()
-            .filter(|t| !t.is_empty());
-        let trusted = std::env::var("KMS_AUDIT_TRUSTED_ACCOUNTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let uri = lambda_common::lake_from_env()?;
+        let topic = lambda_common::topic_from_env();
+        let trusted = lambda_common::trusted_accounts_from_env();
         Detector::new(Aws::load().await, &uri, topic, trusted)
     }
 
@@ -89,26 +76,10 @@ impl Detector {
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, DetectFnError> {
         let started = std::time::Instant::now();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
-        let time_arg = |field: &'static str| -> Result<Option<i64>, DetectFnError> {
-            event
-                .payload
-                .get(field)
-                .and_then(Value::as_str)
-                .map(|s| {
-                    parse_time_arg(s, now).map_err(|e| DetectFnError::Payload {
-                        field,
-                        reason: e.to_string(),
-                    })
-                })
-                .transpose()
-        };
+        let now = kms_audit::time::now_micros();
         let opts = DetectOptions {
-            since: time_arg("since")?,
-            until: time_arg("until")?,
+            since: lambda_common::payload_time(&event.payload, "since", now)?,
+            until: lambda_common::payload_time(&event.payload, "until", now)?,
             trusted_accounts: self.trusted.clone(),
         };
         let ctx = kms_audit::query::open_s3(&self.aws, &self.lake_uri)?;

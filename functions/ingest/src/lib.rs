@@ -31,10 +31,8 @@ use serde_json::{Value, json};
 /// function's failure destination).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("KMS_AUDIT_LAKE is not set (the lake, s3://bucket/prefix)")]
-    NoLake,
-    #[error("KMS_AUDIT_LAKE={0}: the Lambda writes to an s3://bucket/prefix lake")]
-    NotS3(String),
+    #[error(transparent)]
+    Config(#[from] lambda_common::ConfigError),
     #[error("opening the lake: {0}")]
     Lake(#[from] kms_audit::lake::LakeError),
     #[error("unrecognised event: {0}")]
@@ -215,18 +213,11 @@ pub struct Handler {
     lake: Arc<dyn LakeStore>,
 }
 
-/// The outcome of one object.
-#[derive(Debug, Clone)]
-struct Outcome {
-    ok: bool,
-}
-
 impl Handler {
     /// Builds the handler from the environment: `KMS_AUDIT_LAKE=s3://bucket/prefix`, the
     /// AWS configuration chain. Must run inside the tokio runtime.
     pub async fn from_env() -> Result<Handler, HandlerError> {
-        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| HandlerError::NoLake)?;
-        let uri = S3Uri::parse(&lake).ok_or_else(|| HandlerError::NotS3(lake.clone()))?;
+        let uri = lambda_common::lake_from_env()?;
         let aws = Aws::load().await;
         Handler::new(aws, &uri)
     }
@@ -258,9 +249,9 @@ impl Handler {
                 let mut failures = Vec::new();
                 for (id, work) in &messages {
                     let failed = match work {
-                        Ok(Work::Objects(objs)) => objs
-                            .iter()
-                            .any(|o| !outcomes.get(&o.uri()).is_some_and(|x| x.ok)),
+                        Ok(Work::Objects(objs)) => {
+                            objs.iter().any(|o| outcomes.get(&o.uri()) != Some(&true))
+                        }
                         Ok(Work::TestEvent) => {
                             tracing::info!(message_id = %id, "s3:TestEvent acknowledged");
                             false
@@ -347,11 +338,12 @@ impl Handler {
         Ok(serde_json::to_value(&reports).unwrap_or(Value::Null))
     }
 
-    /// Ingests objects (skipping non-logs by name) on blocking threads.
+    /// Ingests objects (skipping non-logs by name) on blocking threads. Returns, per object
+    /// URI, whether it is done (ingested or skipped by name).
     async fn ingest(
         &self,
         objects: &[ObjectRef],
-    ) -> Result<(BTreeMap<String, Outcome>, Stats), HandlerError> {
+    ) -> Result<(BTreeMap<String, bool>, Stats), HandlerError> {
         let mut outcomes = BTreeMap::new();
         let mut stats = Stats::default();
         let handle = tokio::runtime::Handle::current();
@@ -370,12 +362,12 @@ impl Handler {
                         &o.key,
                         o.size,
                     ));
-                    outcomes.insert(uri, Outcome { ok: false });
+                    outcomes.insert(uri, false);
                 }
                 ObjectKind::Skip(reason) => {
                     tracing::info!(object = %uri, reason = %reason, "skipped by name");
                     stats.objects_skipped += 1;
-                    outcomes.insert(uri, Outcome { ok: true });
+                    outcomes.insert(uri, true);
                 }
             }
         }
@@ -414,7 +406,7 @@ impl Handler {
                     "records rejected"
                 );
             }
-            outcomes.insert(r.uri.clone(), Outcome { ok: true });
+            outcomes.insert(r.uri.clone(), true);
         }
         for f in &run.failures {
             tracing::error!(
@@ -441,20 +433,12 @@ fn record_object_failure(lake: &dyn LakeStore, f: &ObjectError) {
         "error": f.to_string(),
         "retryable": f.retryable(),
         "records_before_failure": f.records_before_failure,
-        "at": chrono_now(),
+        "at": kms_audit::time::format_micros(kms_audit::time::now_micros()),
     });
     let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
     if let Err(e) = lake.write(&rel, &bytes) {
         tracing::error!(object = %f.object, error = %e, "could not record the failure in the lake");
     }
-}
-
-fn chrono_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
-    kms_audit::time::format_micros(now)
 }
 
 /// Totals of an invocation.
@@ -520,10 +504,7 @@ pub fn emf_line(stats: &Stats, seconds: f64, timestamp_ms: u64) -> Value {
 }
 
 fn emit_metrics(stats: &Stats, seconds: f64) {
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ts = (kms_audit::time::now_micros() / 1000) as u64;
     // EMF must be its own line on stdout, not inside a tracing record.
     println!("{}", emf_line(stats, seconds, ts));
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use aws_sdk_sns::types::MessageAttributeValue;
-use kms_audit::detect::{builtin_rules, parse_time_arg};
+use kms_audit::detect::builtin_rules;
 use kms_audit::lake::LakeStore;
 use kms_audit::report::{ReportOptions, build_report, write_report};
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 /// Errors that fail an invocation (and make Lambda retry it).
 #[derive(Debug, thiserror::Error)]
 pub enum ReportFnError {
-    #[error("KMS_AUDIT_LAKE is not set to an s3://bucket/prefix lake")]
-    NoLake,
+    #[error(transparent)]
+    Config(#[from] lambda_common::ConfigError),
     #[error("{0}")]
     Lake(#[from] kms_audit::lake::LakeError),
     #[error("{0}")]
@@ -32,8 +32,6 @@ pub enum ReportFnError {
     Query(#[from] kms_audit::query::QueryError),
     #[error("{0}")]
     Detect(#[from] kms_audit::detect::DetectError),
-    #[error("payload field {field}: {reason}")]
-    Payload { field: &'static str, reason: String },
     #[error("staging the report: {0}")]
     Io(#[from] std::io::Error),
     #[error("announcing the report on {topic}: {reason}")]
@@ -55,18 +53,9 @@ pub struct Reporter {
 
 impl Reporter {
     pub async fn from_env() -> Result<Reporter, ReportFnError> {
-        let lake = std::env::var("KMS_AUDIT_LAKE").map_err(|_| ReportFnError::NoLake)?;
-        let uri = S3Uri::parse(&lake).ok_or(ReportFnError::NoLake)?;
-        let topic = std::env::var("KMS_AUDIT_ALERT_TOPIC_ARN")
-            .ok()
-            .filter(|t| !t.is_empty());
-        let trusted = std::env::var("KMS_AUDIT_TRUSTED_ACCOUNTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let uri = lambda_common::lake_from_env()?;
+        let topic = lambda_common::topic_from_env();
+        let trusted = lambda_common::trusted_accounts_from_env();
         let days = std::env::var("KMS_AUDIT_REPORT_DAYS")
             .ok()
             .and_then(|d| d.parse().ok())
@@ -93,23 +82,7 @@ impl Reporter {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, ReportFnError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
-        let arg = |field: &'static str| -> Result<Option<i64>, ReportFnError> {
-            event
-                .payload
-                .get(field)
-                .and_then(Value::as_str)
-                .map(|s| {
-                    parse_time_arg(s, now).map_err(|e| ReportFnError::Payload {
-                        field,
-                        reason: e.to_string(),
-                    })
-                })
-                .transpose()
-        };
+        let now = kms_audit::time::now_micros();
         // A scheduled event's "time" is when the schedule fired: the period ends at the
         // start of that day, so a retried or late run reports the same period.
         let fired = event
@@ -118,8 +91,10 @@ impl Reporter {
             .and_then(Value::as_str)
             .and_then(parse_event_time)
             .unwrap_or(now);
-        let until = arg("until")?.unwrap_or(fired.div_euclid(DAY_MICROS) * DAY_MICROS);
-        let since = arg("since")?.unwrap_or(until - self.days * DAY_MICROS);
+        let until = lambda_common::payload_time(&event.payload, "until", now)?
+            .unwrap_or(fired.div_euclid(DAY_MICROS) * DAY_MICROS);
+        let since = lambda_common::payload_time(&event.payload, "since", now)?
+            .unwrap_or(until - self.days * DAY_MICROS);
         let opts = ReportOptions {
             since: Some(since),
             until: Some(until),

@@ -6,17 +6,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .init();
+    lambda_common::init_logging();
     let reporter = Reporter::from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let reporter = reporter.clone();
