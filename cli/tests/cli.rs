@@ -1,24 +1,8 @@
 //! The `kms-audit` binary as users run it: arguments, stdout, stderr and exit codes.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn kms_audit(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kms-audit"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("KMS_AUDIT_LAKE")
-        .output()
-        .expect("run kms-audit")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{command, kms_audit, stderr, stdout, with_stdin};
 
 #[test]
 fn ingest_json_summary_exit_codes_and_named_failures() {
@@ -142,22 +126,11 @@ fn ingest_json_summary_exit_codes_and_named_failures() {
 
 #[test]
 fn interactive_sql_reads_statements_from_stdin() {
-    use std::io::Write;
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-audit"))
-        .args(["sql", "--lake", "lake", "--format", "csv"])
-        .current_dir(tmp.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"SELECT 1 AS one,\n  2 AS two;\nSELECT count(*) AS n FROM kms_events;\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = with_stdin(
+        command(&["sql", "--lake", "lake", "--format", "csv"], tmp.path()),
+        "SELECT 1 AS one,\n  2 AS two;\nSELECT count(*) AS n FROM kms_events;\n",
+    );
     assert!(out.status.success());
     assert_eq!(stdout(&out), "one,two\n1,2\nn\n0\n");
 }
@@ -320,26 +293,6 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
     assert!(stdout(&rules).contains("MITRE ATT&CK"));
 }
 
-fn kms_audit_with_stdin(args: &[&str], cwd: &Path, input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-audit"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("KMS_AUDIT_LAKE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("wait")
-}
-
 #[test]
 fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -366,7 +319,10 @@ fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
     );
     let script =
         "\\d\n\\d kms_events\n\\d principals\nSELECT count(*) AS n\n  FROM kms_events_dedup;\n";
-    let o = kms_audit_with_stdin(&["sql", "--lake", "l", "--format", "csv"], dir, script);
+    let o = with_stdin(
+        command(&["sql", "--lake", "l", "--format", "csv"], dir),
+        script,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     for t in [
@@ -390,9 +346,8 @@ fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
         .expect("the count after the multi-line statement");
     assert!(n > 0);
     // A failing statement or unknown command makes piped input exit 1, after the rest ran.
-    let o = kms_audit_with_stdin(
-        &["sql", "--lake", "l"],
-        dir,
+    let o = with_stdin(
+        command(&["sql", "--lake", "l"], dir),
         "SELECT nope FROM kms_events;\n\\x\nSELECT 1;\n",
     );
     assert_eq!(o.status.code(), Some(1));

@@ -1,8 +1,10 @@
 //! The `kms-audit` binary against a local S3 server (started by scripts/test): S3 sources,
 //! an S3 lake, SQL, detection state and compaction, with the standard AWS environment.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -43,10 +45,7 @@ fn server() -> Option<Server> {
 
 /// Runs the CLI with only the standard AWS environment pointing at the server.
 fn kms_audit(s: &Server, args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kms-audit"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("KMS_AUDIT_LAKE")
+    common::command(args, cwd)
         .env("AWS_ENDPOINT_URL", &s.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -62,10 +61,10 @@ fn ok(o: &Output) -> String {
         o.status.success(),
         "status {:?}\nstdout: {}\nstderr: {}",
         o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        common::stdout(o),
+        common::stderr(o)
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::stdout(o)
 }
 
 #[test]
@@ -210,5 +209,5 @@ fn ingest_sql_detect_and_compact_an_s3_lake_from_an_s3_trail() {
         dir,
     );
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("no-such-bucket-kms-audit"));
+    assert!(common::stderr(&bad).contains("no-such-bucket-kms-audit"));
 }

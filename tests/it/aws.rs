@@ -2,11 +2,12 @@
 //! exports its URL as `KMS_AUDIT_TEST_S3_ENDPOINT`): S3 sources, an S3 lake, SQL over it,
 //! and the ingest Lambda's handler driven with real-shaped events.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_config::{BehaviorVersion, Region};
+
+use crate::gz;
 use aws_sdk_s3::primitives::ByteStream;
 use kms_audit::generate::{GenConfig, Manifest, generate_tree};
 use kms_audit::ingest::{ingest_all, local_sources};
@@ -161,7 +162,7 @@ pub fn ids(batches: &[arrow::array::RecordBatch]) -> Vec<String> {
 /// Sorted `event_id`s of a local lake.
 pub fn local_event_ids(root: &Path) -> Vec<String> {
     let ctx = open_local(root).expect("open");
-    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let rt = crate::rt();
     ids(&rt
         .block_on(run_sql(
             &ctx,
@@ -190,12 +191,6 @@ fn expected_ids(tree: &Path) -> Vec<String> {
     let run = ingest_all(&objects, &lake, &|_| {});
     assert_eq!(run.objects_failed, 0);
     local_event_ids(dir.path())
-}
-
-pub fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).expect("gz");
-    e.finish().expect("gz")
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn tree_with_duplicate(dir: &Path) -> (u64, u64) {
 /// principals (every generated event has a key).
 fn view_counts(root: &Path) -> [u64; 4] {
     let ctx = kms_audit::query::open_local(root).expect("open");
-    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let rt = crate::rt();
     let sql = "SELECT (SELECT count(*) FROM kms_events) AS a, (SELECT count(*) FROM kms_events_dedup) AS b, \
                (SELECT sum(calls) FROM key_usage_daily) AS c, (SELECT sum(calls) FROM principals) AS d";
     let b = rt

@@ -7,8 +7,9 @@ use kms_audit::s3::S3Uri;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-use crate::aws::{S3Env, gz};
+use crate::aws::S3Env;
 use crate::detections::expand;
+use crate::gz;
 
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 

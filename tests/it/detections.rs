@@ -2,6 +2,7 @@
 //! CloudTrail object → ingest → Parquet → DataFusion → alerts, asserting exactly which
 //! event ids alert. Plus a lint of the rule files.
 
+use crate::rt;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
@@ -89,14 +90,6 @@ pub fn lake_with(dir: &Path, records: &[Value]) -> LocalLake {
         "every test record is a KMS event"
     );
     lake
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn matches(expect: &str, id: &str) -> bool {

@@ -7,7 +7,8 @@ use kms_audit::s3::S3Uri;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
-use crate::aws::{S3Env, gz, small_tree};
+use crate::aws::{S3Env, small_tree};
+use crate::gz;
 
 const PREFIX: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/01/";
 

@@ -1,8 +1,8 @@
 //! Generated CloudTrail trees through the real path: files → reader → extraction →
 //! Parquet lake → DataFusion.
 
+use crate::{gz, rt};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
@@ -31,14 +31,6 @@ fn ingest(sources: &[PathBuf], lake: &LocalLake) -> RunSummary {
     let mut run = ingest_all(&objects, lake, &|_| {});
     run.objects_skipped = skipped.len() as u64;
     run
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn query_counts(lake: &Path, sql: &str) -> BTreeMap<String, i64> {
@@ -199,12 +191,6 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&p, &dest).expect("copy");
     }
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).expect("gz");
-    e.finish().expect("gz")
 }
 
 #[test]

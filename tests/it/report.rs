@@ -1,6 +1,7 @@
 //! Compliance reports on a generated lake with planted changes: each change cited by event
 //! id in the right section; JSON, CSV and HTML agree; an empty lake gives a clear report.
 
+use crate::rt;
 use std::path::Path;
 
 use kms_audit::detect::builtin_rules;
@@ -10,14 +11,6 @@ use kms_audit::lake::LocalLake;
 use kms_audit::query::open_local;
 use kms_audit::report::{Report, ReportOptions, build_report, cell_text, write_report};
 use serde_json::Value;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn lake_72h(dir: &Path) -> Manifest {
     let cfg = GenConfig {

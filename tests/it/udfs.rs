@@ -1,14 +1,8 @@
 //! kms-audit's SQL functions, through DataFusion as users call them.
 
+use crate::rt;
 use arrow::array::AsArray;
 use kms_audit::query::{open_local, run_sql};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn query_strings(sql: &str) -> Vec<Option<String>> {
     let tmp = tempfile::tempdir().expect("tmp");
