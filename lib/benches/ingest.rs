@@ -29,7 +29,7 @@ use kms_audit::ingest::{
 };
 use kms_audit::lake::LocalLake;
 use kms_audit::reader::{Item, RecordReader};
-use kms_audit::record::{Outcome, classify};
+use kms_audit::record::{KMS_EVENT_SOURCE, Outcome, classify};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -128,34 +128,100 @@ fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
     Ok(objects.iter().map(|o| o.path().to_path_buf()).collect())
 }
 
-/// Splits, classifies and extracts every record of the files, decompressed beforehand;
-/// returns the seconds spent after decompression, records and KMS records.
-fn parse_phase(files: &[PathBuf]) -> io::Result<(f64, u64, u64)> {
-    let mut parse_secs = 0.0;
-    let (mut records, mut kms) = (0u64, 0u64);
+/// Seconds per stage of parse + extract, on bytes decompressed beforehand.
+struct ParseTimes {
+    /// Record splitting alone.
+    split: f64,
+    /// Splitting plus the cheap "is this KMS?" test every record gets.
+    filter: f64,
+    /// Splitting, the test, and parsing + extracting KMS records into typed events.
+    extract: f64,
+    /// Everything: the above, plus filling Arrow batches.
+    full: f64,
+    records: u64,
+    kms: u64,
+    raw_bytes: u64,
+}
+
+/// Decompresses every file into memory, then times the stages of parse + extract over all
+/// of them (each stage a separate pass, so the breakdown shows where the time goes).
+fn parse_phase(files: &[PathBuf]) -> io::Result<ParseTimes> {
+    let mut raw = Vec::with_capacity(files.len());
     for f in files {
-        let mut raw = Vec::new();
-        MultiGzDecoder::new(fs::File::open(f)?).read_to_end(&mut raw)?;
-        let t0 = Instant::now();
-        let uri = f.display().to_string();
-        let mut reader = RecordReader::new(raw.as_slice());
-        let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
-        while let Some(item) = reader.next_item().map_err(io::Error::other)? {
-            records += 1;
-            if let Item::Object(bytes) = item
-                && let Outcome::Kms(e) = classify(bytes, &uri)
-            {
-                kms += 1;
-                builder.append(&e);
-                if builder.len() >= BATCH_ROWS {
-                    builder.finish().map_err(io::Error::other)?;
+        let mut bytes = Vec::new();
+        MultiGzDecoder::new(fs::File::open(f)?).read_to_end(&mut bytes)?;
+        raw.push((f.display().to_string(), bytes));
+    }
+    let raw_bytes = raw.iter().map(|(_, b)| b.len() as u64).sum();
+    let (records, t_split) = timed(|| -> io::Result<u64> {
+        let mut n = 0;
+        for (_, bytes) in &raw {
+            let mut reader = RecordReader::new(bytes.as_slice());
+            while reader.next_item().map_err(io::Error::other)?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    });
+    let records = records?;
+    let finder = memchr::memmem::Finder::new(KMS_EVENT_SOURCE);
+    let (candidates, t_filter) = timed(|| -> io::Result<u64> {
+        let mut n = 0;
+        for (_, bytes) in &raw {
+            let mut reader = RecordReader::new(bytes.as_slice());
+            while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+                if let Item::Object(b) = item {
+                    n += u64::from(finder.find(b).is_some());
                 }
             }
         }
-        builder.finish().map_err(io::Error::other)?;
-        parse_secs += t0.elapsed().as_secs_f64();
-    }
-    Ok((parse_secs, records, kms))
+        Ok(n)
+    });
+    let (_, t_extract) = timed(|| -> io::Result<u64> {
+        let mut kms = 0;
+        for (uri, bytes) in &raw {
+            let mut reader = RecordReader::new(bytes.as_slice());
+            while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+                if let Item::Object(bytes) = item
+                    && let Outcome::Kms(e) = classify(bytes, uri)
+                {
+                    kms += u64::from(e.event_time > 0);
+                }
+            }
+        }
+        Ok(kms)
+    });
+    let (kms, t_full) = timed(|| -> io::Result<u64> {
+        let mut kms = 0;
+        for (uri, bytes) in &raw {
+            let mut reader = RecordReader::new(bytes.as_slice());
+            let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
+            while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+                if let Item::Object(bytes) = item
+                    && let Outcome::Kms(e) = classify(bytes, uri)
+                {
+                    kms += 1;
+                    builder.append(&e);
+                    if builder.len() >= BATCH_ROWS {
+                        builder.finish().map_err(io::Error::other)?;
+                    }
+                }
+            }
+            builder.finish().map_err(io::Error::other)?;
+        }
+        Ok(kms)
+    });
+    let kms = kms?;
+    assert!(candidates? >= kms);
+    Ok(ParseTimes {
+        split: t_split.wall,
+        filter: t_filter.wall,
+        extract: t_extract.wall,
+        full: t_full.wall,
+        records,
+        kms,
+        raw_bytes,
+    })
 }
 
 /// Ingests one ~`large_mb` MB (raw) object and reports its peak RSS.
@@ -192,6 +258,20 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
+fn breakdown(pt: &ParseTimes) -> String {
+    format!(
+        "parse + extract, by stage: split {:.2}s ({:.0} MB/s), + KMS test {:.2}s, + parse and extract {:.2}s, + Arrow batches {:.2}s ({:.0} MB/s); {} records, {} KMS",
+        pt.split,
+        mb(pt.raw_bytes) / pt.split,
+        pt.filter,
+        pt.extract,
+        pt.full,
+        mb(pt.raw_bytes) / pt.full,
+        pt.records,
+        pt.kms
+    )
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
@@ -214,6 +294,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return large_object(&dir, large_mb.max(1));
     }
     let files = corpus(&dir.join("corpus"), target_mb)?;
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
+        println!("{}", breakdown(&parse_phase(&files)?));
+        return Ok(());
+    }
     let gz_bytes: u64 = files
         .iter()
         .map(|f| fs::metadata(f).map(|m| m.len()).unwrap_or(0))
@@ -258,15 +342,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // 2. Parse + extract on decompressed bytes (timed without the decompression).
-    let (parse_secs, records, kms) = parse_phase(&files)?;
-    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
-        println!(
-            "parse + extract: {:.2}s, {:.0} MB/s, {records} records, {kms} KMS",
-            parse_secs,
-            mb(raw_bytes) / parse_secs
-        );
-        return Ok(());
-    }
+    let pt = parse_phase(&files)?;
+    assert_eq!(pt.raw_bytes, raw_bytes);
+    let (parse_secs, records, kms) = (pt.full, pt.records, pt.kms);
+    let parse_breakdown = breakdown(&pt);
 
     let only_e2e = std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e");
     // 3. End to end, one core.
@@ -359,6 +438,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         t_e2e.cpu / t_dec.cpu.max(1e-9),
         kms as f64 / t_e2e.wall
     );
+    println!("{parse_breakdown}");
     println!(
         "peak RSS during single-core end to end: {:.1} MB{}",
         mb(rss_e2e),

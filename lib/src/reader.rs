@@ -467,19 +467,33 @@ fn show_byte(b: u8) -> String {
 }
 
 /// Resumable scanner for the extent of one JSON value.
+///
+/// Inside objects and arrays it works on 64-byte blocks, simdjson style: bit masks of the
+/// quotes, backslashes and brackets of a block, the escaped bytes from the backslash runs,
+/// the bytes inside strings from a prefix XOR of the unescaped quotes, and then only the
+/// brackets outside strings are looked at, one by one only in a block where the depth may
+/// reach zero. Everywhere else (a value's first byte, a scalar, the last bytes before a
+/// refill) it steps byte by byte with the same state, so where a value ends never depends
+/// on how the input was chunked.
 struct ValueScanner {
     depth: u32,
     in_string: bool,
+    /// The next byte is escaped (the previous one was an escaping backslash).
+    escaped_next: bool,
     kind: u8,
     /// Where to continue scanning after a refill (absolute index into the buffer).
     resume_at: usize,
 }
+
+/// Bytes per block of the block scanner.
+const BLOCK: usize = 64;
 
 impl ValueScanner {
     fn new(first: u8) -> Self {
         ValueScanner {
             depth: 0,
             in_string: false,
+            escaped_next: false,
             kind: first,
             resume_at: 0,
         }
@@ -514,126 +528,239 @@ impl ValueScanner {
 
     fn scan_nested(&mut self, buf: &[u8], from: usize) -> Scan {
         let mut i = from;
-        let n = buf.len();
         loop {
-            if self.in_string {
-                match find_quote_or_backslash(buf, i) {
-                    Some(k) => {
-                        i = k;
-                        if buf[i] == b'"' {
-                            self.in_string = false;
-                            i += 1;
-                            if self.depth == 0 {
-                                // A top-level string value.
-                                return Scan::Complete(i);
-                            }
-                        } else if i + 1 < n {
-                            i += 2; // skip the escaped byte
-                        } else {
-                            self.resume_at = i;
-                            return Scan::NeedMore;
-                        }
-                    }
-                    None => {
-                        self.resume_at = n;
-                        return Scan::NeedMore;
-                    }
+            while self.depth > 0 && i + BLOCK <= buf.len() {
+                let block: &[u8; BLOCK] = buf[i..i + BLOCK].try_into().expect("64 bytes");
+                if let Some(at) = self.scan_block(block) {
+                    return Scan::Complete(i + at);
                 }
-            } else {
-                // Structural bytes between strings are few: scan them one by one.
-                while i < n {
-                    let b = buf[i];
-                    i += 1;
-                    match b {
-                        b'"' => {
-                            self.in_string = true;
-                            break;
-                        }
-                        b'{' | b'[' => self.depth += 1,
-                        b'}' | b']' => {
-                            self.depth = self.depth.saturating_sub(1);
-                            if self.depth == 0 {
-                                return Scan::Complete(i);
-                            }
-                        }
-                        _ => {}
-                    }
+                i += BLOCK;
+            }
+            // Byte steps: one byte at depth 0 (a value's first), else up to the next block.
+            let limit = if self.depth == 0 { i + 1 } else { i + BLOCK }.min(buf.len());
+            if i >= limit {
+                self.resume_at = buf.len();
+                return Scan::NeedMore;
+            }
+            while i < limit {
+                let b = buf[i];
+                i += 1;
+                if self.escaped_next {
+                    self.escaped_next = false;
+                    continue;
                 }
-                if !self.in_string {
-                    self.resume_at = n;
-                    return Scan::NeedMore;
+                match b {
+                    b'\\' => self.escaped_next = true,
+                    b'"' => {
+                        self.in_string = !self.in_string;
+                        if !self.in_string && self.depth == 0 {
+                            return Scan::Complete(i); // a top-level string
+                        }
+                    }
+                    _ if self.in_string => {}
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth = self.depth.saturating_sub(1);
+                        if self.depth == 0 {
+                            return Scan::Complete(i);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
     }
+
+    /// Advances over one block inside an object or array; returns the offset just past
+    /// the bracket that closes the value if it is in this block.
+    #[inline]
+    fn scan_block(&mut self, block: &[u8; BLOCK]) -> Option<usize> {
+        let m = BlockMasks::of(block);
+        let escaped = self.escaped(m.backslash);
+        let quotes = m.quote & !escaped;
+        // Bit set for the bytes inside a string, its opening quote included.
+        let inside = prefix_xor(quotes) ^ 0u64.wrapping_sub(u64::from(self.in_string));
+        self.in_string = inside >> 63 == 1;
+        let opens = m.open & !inside & !escaped;
+        let closes = m.close & !inside & !escaped;
+        let n_close = closes.count_ones();
+        if self.depth > n_close {
+            // The depth cannot reach zero in this block.
+            self.depth = self.depth + opens.count_ones() - n_close;
+            return None;
+        }
+        let mut brackets = opens | closes;
+        while brackets != 0 {
+            let at = brackets.trailing_zeros();
+            brackets &= brackets - 1;
+            if opens >> at & 1 == 1 {
+                self.depth += 1;
+            } else {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    // The value ends here; the state after it is never used.
+                    return Some(at as usize + 1);
+                }
+            }
+        }
+        None
+    }
+
+    /// The bytes of a block escaped by a backslash (simdjson's branchless escape scan):
+    /// in a run of backslashes every other one escapes the byte after it, and a run may
+    /// continue from the previous block.
+    #[inline]
+    fn escaped(&mut self, backslash: u64) -> u64 {
+        const ODD: u64 = 0xAAAA_AAAA_AAAA_AAAA;
+        let carry = u64::from(self.escaped_next);
+        if backslash == 0 {
+            self.escaped_next = false;
+            return carry;
+        }
+        let potential = backslash & !carry;
+        // 1 on the byte after an escaping backslash (and on some backslashes, fixed below).
+        let codes = (((potential << 1) | ODD).wrapping_sub(potential)) ^ ODD;
+        let escaped = codes ^ (backslash | carry);
+        let escapes = codes & backslash;
+        self.escaped_next = escapes >> 63 == 1;
+        escaped
+    }
 }
 
-/// Index of the first `"` or `\\` at or after `from`. Strings in CloudTrail records are
-/// short, so a word-at-a-time scan beats setting up a vectorized search for each one.
-#[inline]
-fn find_quote_or_backslash(buf: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const QUOTE: u64 = LO * b'"' as u64;
-    const BACKSLASH: u64 = LO * b'\\' as u64;
-    // Exact per-byte "is zero" mask (no false positives across bytes).
-    #[inline]
-    fn zero_bytes(x: u64) -> u64 {
-        !((((x & !HI).wrapping_add(!HI)) | x) | !HI)
-    }
-    let mut i = from;
-    while i + 8 <= buf.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&buf[i..i + 8]);
-        let w = u64::from_le_bytes(word);
-        let hits = zero_bytes(w ^ QUOTE) | zero_bytes(w ^ BACKSLASH);
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
+/// One bit per byte of a block for each byte class the scanner needs.
+struct BlockMasks {
+    quote: u64,
+    backslash: u64,
+    /// `{` or `[`.
+    open: u64,
+    /// `}` or `]`.
+    close: u64,
+}
+
+impl BlockMasks {
+    /// Vector compares and mask moves, 16 bytes at a time, through `wide` (SSE2 on
+    /// x86_64, NEON on aarch64, plain code elsewhere), without unsafe code here.
+    #[inline(always)]
+    fn of(block: &[u8; BLOCK]) -> Self {
+        use wide::u8x16;
+        let (mut quote, mut backslash, mut open, mut close) = (0u64, 0u64, 0u64, 0u64);
+        let (q, bs, o, c) = (
+            u8x16::splat(b'"'),
+            u8x16::splat(b'\\'),
+            u8x16::splat(b'{'),
+            u8x16::splat(b'}'),
+        );
+        // `[` and `{` differ only in bit 0x20, as do `]` and `}`.
+        let case = u8x16::splat(0x20);
+        for (k, lane) in block.chunks_exact(16).enumerate() {
+            let v = u8x16::new(lane.try_into().expect("16 bytes"));
+            let folded = v | case;
+            let shift = 16 * k;
+            quote |= u64::from(v.simd_eq(q).to_bitmask()) << shift;
+            backslash |= u64::from(v.simd_eq(bs).to_bitmask()) << shift;
+            open |= u64::from(folded.simd_eq(o).to_bitmask()) << shift;
+            close |= u64::from(folded.simd_eq(c).to_bitmask()) << shift;
         }
-        i += 8;
+        BlockMasks {
+            quote,
+            backslash,
+            open,
+            close,
+        }
     }
-    buf[i..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|k| i + k)
+}
+
+/// Bit i of the result is the XOR of bits 0..=i of `x`.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn word_scan_finds_the_first_quote_or_backslash() {
-        let cases: &[&[u8]] = &[
-            b"",
-            b"abc",
-            b"\"",
-            b"abcdefgh\"",
-            b"abcdefghijklmnop\\x\"",
-            b"\xff\x80\"\x00",
-        ];
-        for bytes in cases {
-            for from in 0..=bytes.len() {
-                let want = bytes[from..]
-                    .iter()
-                    .position(|&b| b == b'"' || b == b'\\')
-                    .map(|k| from + k);
-                assert_eq!(
-                    find_quote_or_backslash(bytes, from),
-                    want,
-                    "{bytes:?} from {from}"
-                );
+    /// The extent of the value at the start of `buf` by single byte steps: the reference
+    /// the block scanner must agree with.
+    fn reference_end(buf: &[u8]) -> Option<usize> {
+        let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+        for (i, &b) in buf.iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match b {
+                b'\\' => escaped = true,
+                b'"' => in_string = !in_string,
+                _ if in_string => {}
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
             }
         }
-        // Every byte value next to a quote, at every offset of a word.
-        for b in 0..=255u8 {
-            for at in 0..9 {
-                let mut v = vec![b; 12];
-                if b != b'"' && b != b'\\' {
-                    v[at] = b'"';
-                    assert_eq!(find_quote_or_backslash(&v, 0), Some(at), "{b} at {at}");
+        None
+    }
+
+    fn block_scan_end(buf: &[u8], chunk: usize) -> Option<usize> {
+        let mut s = ValueScanner::new(buf[0]);
+        let mut from = 0;
+        let mut end = chunk.min(buf.len());
+        loop {
+            match s.scan(&buf[..end], from) {
+                Scan::Complete(e) => return Some(e),
+                Scan::NeedMore if end == buf.len() => return None,
+                Scan::NeedMore => {
+                    from = s.resume_at;
+                    end = (end + chunk).min(buf.len());
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Escape runs, quotes and brackets at every offset of a block, also across block
+        /// and refill boundaries, end a value exactly where byte steps say it ends.
+        #[test]
+        fn block_scanner_agrees_with_byte_steps(
+            body in proptest::collection::vec(
+                proptest::sample::select(b"\"\\{}[]a,:".to_vec()), 0..400),
+            opener in proptest::sample::select(b"{[".to_vec()),
+            chunk in 1usize..200,
+        ) {
+            let mut buf = vec![opener];
+            buf.extend_from_slice(&body);
+            let want = reference_end(&buf);
+            proptest::prop_assert_eq!(block_scan_end(&buf, buf.len()), want);
+            proptest::prop_assert_eq!(block_scan_end(&buf, chunk), want);
+        }
+    }
+
+    #[test]
+    fn block_scanner_on_long_strings_and_escapes() {
+        let mut rec = String::from("{\"a\":\"");
+        for i in 0..300 {
+            rec.push_str(["x", "\\\"", "\\\\", "}", "]", "{"][i % 6]);
+        }
+        rec.push_str("\",\"b\":[[{}]],\"c\":\"\\\\\"}");
+        let buf = format!("{rec} tail");
+        assert_eq!(reference_end(buf.as_bytes()), Some(rec.len()));
+        for chunk in [1, 7, 63, 64, 65, 200, buf.len()] {
+            assert_eq!(
+                block_scan_end(buf.as_bytes(), chunk),
+                Some(rec.len()),
+                "{chunk}"
+            );
         }
     }
 

@@ -9,10 +9,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-use crate::lenient::{Flag, List, Obj, StrMap, Text};
+use crate::lenient::{Cursor, Flag, JsonError, List, Obj, StrMap, Text};
 use crate::time::parse_event_time;
 
 /// The `eventSource` of KMS records.
@@ -53,7 +50,7 @@ pub fn classify<'a>(bytes: &'a [u8], source_object: &'a str) -> Outcome<'a> {
             });
         }
     };
-    let raw: RawRecord<'a> = match serde_json::from_str(text) {
+    let raw = match RawRecord::parse(text) {
         Ok(r) => r,
         Err(e) => {
             return Outcome::Rejected(RejectReason {
@@ -82,203 +79,310 @@ fn sniff_event_id(bytes: &[u8]) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Raw, lenient shapes. Field names follow CloudTrail; unknown fields are ignored (they are
-// kept in the raw JSON columns where they matter).
+// Raw, lenient shapes, read by a walk over the record ([`crate::lenient::Cursor`]). Field
+// names follow CloudTrail; unknown members are validated and skipped (they are kept in the
+// raw JSON columns where they matter).
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 struct RawRecord<'a> {
-    #[serde(borrow)]
     event_version: Text<'a>,
-    #[serde(borrow)]
     event_source: Text<'a>,
-    #[serde(borrow)]
     event_name: Text<'a>,
-    #[serde(borrow)]
     event_time: Text<'a>,
-    #[serde(borrow, rename = "eventID")]
     event_id: Text<'a>,
-    #[serde(borrow)]
     event_type: Text<'a>,
-    #[serde(borrow)]
     event_category: Text<'a>,
-    #[serde(borrow)]
     aws_region: Text<'a>,
-    #[serde(borrow)]
     recipient_account_id: Text<'a>,
     read_only: Flag,
     management_event: Flag,
-    #[serde(borrow, rename = "requestID")]
     request_id: Text<'a>,
-    #[serde(borrow, rename = "sharedEventID")]
     shared_event_id: Text<'a>,
-    #[serde(borrow, rename = "sourceIPAddress")]
     source_ip_address: Text<'a>,
-    #[serde(borrow)]
     user_agent: Text<'a>,
-    #[serde(borrow)]
     vpc_endpoint_id: Text<'a>,
-    #[serde(borrow)]
     vpc_endpoint_account_id: Text<'a>,
-    #[serde(borrow)]
     error_code: Text<'a>,
-    #[serde(borrow)]
     error_message: Text<'a>,
-    #[serde(borrow)]
     user_identity: Obj<UserIdentity<'a>>,
-    #[serde(borrow)]
-    request_parameters: Option<&'a RawValue>,
-    #[serde(borrow)]
-    response_elements: Option<&'a RawValue>,
-    #[serde(borrow)]
-    additional_event_data: Option<&'a RawValue>,
-    #[serde(borrow)]
+    /// The three blocks kept verbatim, and what is read out of two of them.
+    request_parameters: Option<&'a str>,
+    response_elements: Option<&'a str>,
+    additional_event_data: Option<&'a str>,
+    req: RequestParameters<'a>,
+    resp: ResponseElements<'a>,
     resources: List<Obj<Resource<'a>>>,
-    #[serde(borrow)]
     tls_details: Obj<TlsDetails<'a>>,
-    #[serde(borrow)]
     service_event_details: Obj<ServiceEventDetails<'a>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+impl<'a> RawRecord<'a> {
+    /// Reads a whole record (which must be one JSON object and nothing else).
+    fn parse(text: &'a str) -> Result<Self, JsonError> {
+        let mut c = Cursor::new(text);
+        let mut r = RawRecord::default();
+        c.object(|c, key| {
+            match &*key {
+                "eventVersion" => r.event_version = c.text()?,
+                "eventSource" => r.event_source = c.text()?,
+                "eventName" => r.event_name = c.text()?,
+                "eventTime" => r.event_time = c.text()?,
+                "eventID" => r.event_id = c.text()?,
+                "eventType" => r.event_type = c.text()?,
+                "eventCategory" => r.event_category = c.text()?,
+                "awsRegion" => r.aws_region = c.text()?,
+                "recipientAccountId" => r.recipient_account_id = c.text()?,
+                "readOnly" => r.read_only = c.flag()?,
+                "managementEvent" => r.management_event = c.flag()?,
+                "requestID" => r.request_id = c.text()?,
+                "sharedEventID" => r.shared_event_id = c.text()?,
+                "sourceIPAddress" => r.source_ip_address = c.text()?,
+                "userAgent" => r.user_agent = c.text()?,
+                "vpcEndpointId" => r.vpc_endpoint_id = c.text()?,
+                "vpcEndpointAccountId" => r.vpc_endpoint_account_id = c.text()?,
+                "errorCode" => r.error_code = c.text()?,
+                "errorMessage" => r.error_message = c.text()?,
+                "userIdentity" => r.user_identity = c.obj(UserIdentity::member)?,
+                "requestParameters" => {
+                    let (req, raw) = c.captured(|c| c.obj(RequestParameters::member))?;
+                    r.req = req.0.unwrap_or_default();
+                    r.request_parameters = Some(raw);
+                }
+                "responseElements" => {
+                    let (resp, raw) = c.captured(|c| c.obj(ResponseElements::member))?;
+                    r.resp = resp.0.unwrap_or_default();
+                    r.response_elements = Some(raw);
+                }
+                "additionalEventData" => {
+                    r.additional_event_data = Some(c.captured(Cursor::skip)?.1);
+                }
+                "resources" => r.resources = c.list(|c| c.obj(Resource::member))?,
+                "tlsDetails" => {
+                    r.tls_details = c.obj(|t: &mut TlsDetails<'a>, c, k| {
+                        match &*k {
+                            "tlsVersion" => t.tls_version = c.text()?,
+                            _ => c.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                }
+                "serviceEventDetails" => {
+                    r.service_event_details = c.obj(|d: &mut ServiceEventDetails<'a>, c, k| {
+                        match &*k {
+                            "keyId" => d.key_id = c.text()?,
+                            _ => c.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                }
+                _ => c.skip()?,
+            }
+            Ok(())
+        })?;
+        c.finish()?;
+        Ok(r)
+    }
+}
+
+#[derive(Default)]
 struct UserIdentity<'a> {
-    #[serde(borrow, rename = "type")]
     kind: Text<'a>,
-    #[serde(borrow)]
     principal_id: Text<'a>,
-    #[serde(borrow)]
     arn: Text<'a>,
-    #[serde(borrow)]
     account_id: Text<'a>,
-    #[serde(borrow)]
     access_key_id: Text<'a>,
-    #[serde(borrow)]
     user_name: Text<'a>,
-    #[serde(borrow)]
     invoked_by: Text<'a>,
-    #[serde(borrow)]
     session_context: Obj<SessionContext<'a>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+impl<'a> UserIdentity<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "type" => self.kind = c.text()?,
+            "principalId" => self.principal_id = c.text()?,
+            "arn" => self.arn = c.text()?,
+            "accountId" => self.account_id = c.text()?,
+            "accessKeyId" => self.access_key_id = c.text()?,
+            "userName" => self.user_name = c.text()?,
+            "invokedBy" => self.invoked_by = c.text()?,
+            "sessionContext" => {
+                self.session_context = c.obj(|sc: &mut SessionContext<'a>, c, k| {
+                    match &*k {
+                        "attributes" => {
+                            sc.attributes = c.obj(|a: &mut SessionAttributes<'a>, c, k| {
+                                match &*k {
+                                    "mfaAuthenticated" => a.mfa_authenticated = c.flag()?,
+                                    "creationDate" => a.creation_date = c.text()?,
+                                    _ => c.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        "sessionIssuer" => {
+                            sc.session_issuer = c.obj(|i: &mut SessionIssuer<'a>, c, k| {
+                                match &*k {
+                                    "arn" => i.arn = c.text()?,
+                                    "userName" => i.user_name = c.text()?,
+                                    _ => c.skip()?,
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        _ => c.skip()?,
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct SessionContext<'a> {
-    #[serde(borrow)]
     attributes: Obj<SessionAttributes<'a>>,
-    #[serde(borrow)]
     session_issuer: Obj<SessionIssuer<'a>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 struct SessionAttributes<'a> {
     mfa_authenticated: Flag,
-    #[serde(borrow)]
     creation_date: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 struct SessionIssuer<'a> {
-    #[serde(borrow)]
     arn: Text<'a>,
-    #[serde(borrow)]
     user_name: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+#[derive(Default)]
 struct Resource<'a> {
-    #[serde(borrow, rename = "ARN")]
     arn: Text<'a>,
-    #[serde(borrow, rename = "accountId")]
     account_id: Text<'a>,
-    #[serde(borrow, rename = "type")]
     kind: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+impl<'a> Resource<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "ARN" => self.arn = c.text()?,
+            "accountId" => self.account_id = c.text()?,
+            "type" => self.kind = c.text()?,
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct TlsDetails<'a> {
-    #[serde(borrow)]
     tls_version: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 struct ServiceEventDetails<'a> {
-    #[serde(borrow)]
     key_id: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Default)]
 struct RequestParameters<'a> {
-    #[serde(borrow)]
     key_id: Text<'a>,
-    #[serde(borrow)]
     encryption_context: StrMap<'a>,
-    #[serde(borrow)]
     source_encryption_context: StrMap<'a>,
-    #[serde(borrow)]
     destination_encryption_context: StrMap<'a>,
-    #[serde(borrow)]
     source_key_id: Text<'a>,
-    #[serde(borrow)]
     destination_key_id: Text<'a>,
-    #[serde(borrow)]
     encryption_algorithm: Text<'a>,
-    #[serde(borrow)]
     destination_encryption_algorithm: Text<'a>,
-    #[serde(borrow)]
     signing_algorithm: Text<'a>,
-    #[serde(borrow)]
     mac_algorithm: Text<'a>,
-    #[serde(borrow)]
     key_spec: Text<'a>,
-    #[serde(borrow)]
     key_pair_spec: Text<'a>,
-    #[serde(borrow)]
     customer_master_key_spec: Text<'a>,
-    #[serde(borrow)]
     key_usage: Text<'a>,
-    #[serde(borrow)]
     origin: Text<'a>,
-    #[serde(borrow)]
     grantee_principal: Text<'a>,
-    #[serde(borrow)]
     retiring_principal: Text<'a>,
-    #[serde(borrow)]
     operations: List<Text<'a>>,
-    #[serde(borrow)]
     grant_id: Text<'a>,
-    #[serde(borrow)]
     policy: Text<'a>,
     bypass_policy_lockout_safety_check: Flag,
-    #[serde(borrow)]
     pending_window_in_days: Text<'a>,
-    #[serde(borrow)]
     alias_name: Text<'a>,
-    #[serde(borrow)]
     target_key_id: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+impl<'a> RequestParameters<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "keyId" => self.key_id = c.text()?,
+            "encryptionContext" => self.encryption_context = c.str_map()?,
+            "sourceEncryptionContext" => self.source_encryption_context = c.str_map()?,
+            "destinationEncryptionContext" => {
+                self.destination_encryption_context = c.str_map()?;
+            }
+            "sourceKeyId" => self.source_key_id = c.text()?,
+            "destinationKeyId" => self.destination_key_id = c.text()?,
+            "encryptionAlgorithm" => self.encryption_algorithm = c.text()?,
+            "destinationEncryptionAlgorithm" => {
+                self.destination_encryption_algorithm = c.text()?;
+            }
+            "signingAlgorithm" => self.signing_algorithm = c.text()?,
+            "macAlgorithm" => self.mac_algorithm = c.text()?,
+            "keySpec" => self.key_spec = c.text()?,
+            "keyPairSpec" => self.key_pair_spec = c.text()?,
+            "customerMasterKeySpec" => self.customer_master_key_spec = c.text()?,
+            "keyUsage" => self.key_usage = c.text()?,
+            "origin" => self.origin = c.text()?,
+            "granteePrincipal" => self.grantee_principal = c.text()?,
+            "retiringPrincipal" => self.retiring_principal = c.text()?,
+            "operations" => self.operations = c.list(Cursor::text)?,
+            "grantId" => self.grant_id = c.text()?,
+            "policy" => self.policy = c.text()?,
+            "bypassPolicyLockoutSafetyCheck" => {
+                self.bypass_policy_lockout_safety_check = c.flag()?;
+            }
+            "pendingWindowInDays" => self.pending_window_in_days = c.text()?,
+            "aliasName" => self.alias_name = c.text()?,
+            "targetKeyId" => self.target_key_id = c.text()?,
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct ResponseElements<'a> {
-    #[serde(borrow)]
     key_id: Text<'a>,
-    #[serde(borrow)]
     key_metadata: Obj<KeyMetadata<'a>>,
-    #[serde(borrow)]
     grant_id: Text<'a>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
+impl<'a> ResponseElements<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "keyId" => self.key_id = c.text()?,
+            "grantId" => self.grant_id = c.text()?,
+            "keyMetadata" => {
+                self.key_metadata = c.obj(|m: &mut KeyMetadata<'a>, c, k| {
+                    match &*k {
+                        "arn" => m.arn = c.text()?,
+                        _ => c.skip()?,
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
 struct KeyMetadata<'a> {
-    #[serde(borrow)]
     arn: Text<'a>,
 }
 
@@ -352,20 +456,9 @@ fn own<'a>(t: Text<'a>) -> Option<Cow<'a, str>> {
     t.0.filter(|s| !s.is_empty())
 }
 
-/// Parses a nested raw JSON block; a block that is not valid for `T` counts as absent (it
-/// is still stored verbatim).
-fn nested<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
-    match raw {
-        Some(r) if r.get().starts_with('{') => serde_json::from_str::<Obj<T>>(r.get())
-            .ok()
-            .and_then(|o| o.0)
-            .unwrap_or_default(),
-        _ => T::default(),
-    }
-}
-
-fn raw_text(raw: Option<&RawValue>) -> Option<&str> {
-    raw.map(RawValue::get).filter(|s| *s != "null")
+/// A raw block's text; a JSON null counts as absent.
+fn raw_text(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|s| *s != "null")
 }
 
 impl<'a> KmsEvent<'a> {
@@ -419,8 +512,8 @@ impl<'a> KmsEvent<'a> {
             || invoked_by.as_deref().is_some_and(is_aws_service_name)
             || source_ip.as_deref().is_some_and(is_aws_service_name);
 
-        let req: RequestParameters<'a> = nested(r.request_parameters);
-        let resp: ResponseElements<'a> = nested(r.response_elements);
+        let req = r.req;
+        let resp = r.resp;
         let is_reencrypt = event_name == "ReEncrypt";
 
         // Keys named by resources[]: type AWS::KMS::Key, or (type missing) a :key/ ARN.
