@@ -14,7 +14,8 @@
 //! `gzip -dc` on the same files is timed too when `gzip` is installed.
 //!
 //! Environment: `KMS_AUDIT_BENCH_MB` (corpus size, raw MB), `KMS_AUDIT_BENCH_LARGE_MB` (the
-//! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached).
+//! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached),
+//! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`).
 
 use std::fs;
 use std::io::{self, Read};
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
-use kms_audit::batch::EventBatchBuilder;
+use kms_audit::batch::with_builder;
 use kms_audit::generate::{GenConfig, generate_tree, write_large_object};
 use kms_audit::ingest::{
     BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object, local_sources,
@@ -195,19 +196,22 @@ fn parse_phase(files: &[PathBuf]) -> io::Result<ParseTimes> {
         let mut kms = 0;
         for (uri, bytes) in &raw {
             let mut reader = RecordReader::new(bytes.as_slice());
-            let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
-            while let Some(item) = reader.next_item().map_err(io::Error::other)? {
-                if let Item::Object(bytes) = item
-                    && let Outcome::Kms(e) = classify(bytes, uri)
-                {
-                    kms += 1;
-                    builder.append(&e);
-                    if builder.len() >= BATCH_ROWS {
-                        builder.finish().map_err(io::Error::other)?;
+            // As ingest does: one builder per thread, reused from object to object.
+            with_builder(INITIAL_ROWS, |builder| -> io::Result<()> {
+                while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+                    if let Item::Object(bytes) = item
+                        && let Outcome::Kms(e) = classify(bytes, uri)
+                    {
+                        kms += 1;
+                        builder.append(&e);
+                        if builder.is_full(BATCH_ROWS) {
+                            builder.finish().map_err(io::Error::other)?;
+                        }
                     }
                 }
-            }
-            builder.finish().map_err(io::Error::other)?;
+                builder.finish().map_err(io::Error::other)?;
+                Ok(())
+            })?;
         }
         Ok(kms)
     });
@@ -231,7 +235,7 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
         eprintln!("writing a ~{large_mb} MB (raw) single object ...");
         write_large_object(&big, large_mb * 1_000_000, 11, 6)?;
     }
-    let lake_dir = dir.join("lake-large");
+    let lake_dir = lakes_dir(dir).join("lake-large");
     let _ = fs::remove_dir_all(&lake_dir);
     let lake = LocalLake::open(&lake_dir)?;
     let obj = LocalFile::new(&big);
@@ -256,6 +260,44 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
         }
     );
     Ok(())
+}
+
+/// Where the benchmark writes its lakes: `KMS_AUDIT_BENCH_LAKES`, else a tmpfs when there
+/// is one (so that the file system's own work, which on ext4 varies from run to run with
+/// what the previous run deleted, does not blur the CPU numbers), else the bench directory.
+fn lakes_dir(dir: &Path) -> PathBuf {
+    if let Some(d) = std::env::var_os("KMS_AUDIT_BENCH_LAKES") {
+        return PathBuf::from(d);
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        return shm.join("kms-audit-bench-lakes");
+    }
+    dir.to_path_buf()
+}
+
+/// Ingests every file into a fresh lake on this thread; returns the timing, KMS events,
+/// decompressed bytes, peak RSS and whether the peak could be reset first.
+fn end_to_end_one_core(
+    lakes: &Path,
+    files: &[PathBuf],
+) -> io::Result<(Timing, u64, u64, u64, bool)> {
+    let lake_dir = lakes.join("lake-1");
+    let _ = fs::remove_dir_all(&lake_dir);
+    let lake = LocalLake::open(&lake_dir).map_err(io::Error::other)?;
+    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
+    let rss_reset = reset_peak_rss();
+    let (res, t) = timed(|| -> io::Result<(u64, u64)> {
+        let (mut kms, mut raw) = (0, 0);
+        for o in &objects {
+            let counts = ingest_object(o, &lake).map_err(io::Error::other)?.counts;
+            kms += counts.kms_events;
+            raw += counts.bytes_decompressed;
+        }
+        Ok((kms, raw))
+    });
+    let (kms, raw) = res?;
+    Ok((t, kms, raw, peak_rss(), rss_reset))
 }
 
 fn breakdown(pt: &ParseTimes) -> String {
@@ -294,6 +336,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return large_object(&dir, large_mb.max(1));
     }
     let files = corpus(&dir.join("corpus"), target_mb)?;
+    let lakes = lakes_dir(&dir);
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e") {
+        // The end-to-end phase alone (for profiling it).
+        for f in &files {
+            fs::read(f)?;
+        }
+        let (t, kms, raw, rss, _) = end_to_end_one_core(&lakes, &files)?;
+        println!(
+            "end to end, one core: {:.2}s wall, {:.2}s CPU, {:.0} MB/s, {kms} KMS; peak RSS {:.1} MB",
+            t.wall,
+            t.cpu,
+            mb(raw) / t.wall,
+            mb(rss)
+        );
+        return Ok(());
+    }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
         println!("{}", breakdown(&parse_phase(&files)?));
         return Ok(());
@@ -341,43 +399,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ok.then_some(t.wall)
     };
 
-    // 2. Parse + extract on decompressed bytes (timed without the decompression).
+    // 2. End to end, one core (before the parse phase, whose in-memory copy of the corpus
+    //    would stay in this process's RSS).
+    let (t_e2e, e2e_kms, e2e_raw, rss_e2e, rss_reset) = end_to_end_one_core(&lakes, &files)?;
+    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
+
+    // 3. Parse + extract on decompressed bytes (timed without the decompression).
     let pt = parse_phase(&files)?;
     assert_eq!(pt.raw_bytes, raw_bytes);
+    assert_eq!(e2e_raw, raw_bytes);
     let (parse_secs, records, kms) = (pt.full, pt.records, pt.kms);
+    assert_eq!(e2e_kms, kms);
     let parse_breakdown = breakdown(&pt);
 
-    let only_e2e = std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e");
-    // 3. End to end, one core.
-    let lake_dir = dir.join("lake-1");
-    let _ = fs::remove_dir_all(&lake_dir);
-    let lake = LocalLake::open(&lake_dir)?;
-    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
-    let rss_reset = reset_peak_rss();
-    let (res, t_e2e) = timed(|| -> io::Result<u64> {
-        let mut n = 0;
-        for o in &objects {
-            n += ingest_object(o, &lake)
-                .map_err(io::Error::other)?
-                .counts
-                .kms_events;
-        }
-        Ok(n)
-    });
-    let e2e_kms = res?;
-    let rss_e2e = peak_rss();
-    assert_eq!(e2e_kms, kms);
-    if only_e2e {
-        println!(
-            "end to end, one core: {:.2}s, {:.0} MB/s",
-            t_e2e.wall,
-            mb(raw_bytes) / t_e2e.wall
-        );
-        return Ok(());
-    }
-
     // 4. End to end, all cores.
-    let lake_dir_n = dir.join("lake-n");
+    let lake_dir_n = lakes.join("lake-n");
     let _ = fs::remove_dir_all(&lake_dir_n);
     let lake_n = LocalLake::open(&lake_dir_n)?;
     let (run, t_par) = timed(|| ingest_all(&objects, &lake_n, &|_| {}));

@@ -1,35 +1,41 @@
 //! Accumulates [`KmsEvent`]s into Arrow record batches of the `kms_events` schema.
+//!
+//! The columns are plain vectors that keep their capacity from one batch to the next (and,
+//! through [`with_builder`], from one object to the next on a thread), and are copied into
+//! Arrow arrays when a batch is finished. Arrow's own builders hand their buffers over on
+//! `finish` and start again from nothing, which for the many small batches of CloudTrail's
+//! small objects cost more than the rows themselves.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanArray, Int32Array, ListArray, MapArray, StringArray, StructArray,
+    TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Fields};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::record::{Context, KmsEvent};
 use crate::schema::schema;
 
-type StrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
-
-/// Column builders for one batch, in [`crate::schema::COLUMNS`] order.
+/// Column buffers for one batch, in [`crate::schema::COLUMNS`] order.
 #[derive(Debug)]
 pub struct EventBatchBuilder {
     len: usize,
-    s: Vec<StringBuilder>,
-    b: Vec<BooleanBuilder>,
-    ts: Vec<TimestampMicrosecondBuilder>,
-    maps: Vec<StrMapBuilder>,
-    lists: Vec<ListBuilder<StringBuilder>>,
-    ints: Vec<Int32Builder>,
+    s: Vec<Strs>,
+    b: Vec<Vec<Option<bool>>>,
+    ts: Vec<Prims<i64>>,
+    maps: Vec<Maps>,
+    lists: Vec<Lists>,
+    ints: Vec<Prims<i32>>,
     /// UTC day number of each row, for partitioning.
     days: Vec<i32>,
 }
 
-/// Counts of each builder kind, matching the schema (checked by a test).
+/// Counts of each column kind, matching the schema (checked by a test).
 const N_UTF8: usize = 45;
 const N_BOOL: usize = 5;
 const N_TS: usize = 2;
@@ -37,45 +43,244 @@ const N_MAP: usize = 2;
 const N_LIST: usize = 1;
 const N_INT: usize = 1;
 
-fn map_builder(capacity: usize) -> StrMapBuilder {
-    let names = MapFieldNames {
-        entry: "entries".into(),
-        key: "keys".into(),
-        value: "values".into(),
-    };
-    MapBuilder::new(
-        Some(names),
-        StringBuilder::with_capacity(capacity, capacity * 8),
-        StringBuilder::with_capacity(capacity, capacity * 8),
-    )
+/// A string column: offsets, bytes and validity.
+#[derive(Debug)]
+struct Strs {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl Strs {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Strs {
+            offsets,
+            data: Vec::with_capacity(rows * 8),
+            valid: Vec::with_capacity(rows),
+            nulls: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => self.data.extend_from_slice(v.as_bytes()),
+            None => self.nulls += 1,
+        }
+        self.valid.push(v.is_some());
+        // Batches are cut long before 2 GiB of text (see `is_full`).
+        self.offsets.push(self.data.len() as i32);
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Copies the column out as an array and empties it, keeping the capacity.
+    fn take(&mut self) -> Result<StringArray, ArrowError> {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
+        let array = StringArray::try_new(
+            offsets,
+            Buffer::from_slice_ref(&self.data),
+            nulls(&self.valid, self.nulls),
+        );
+        self.offsets.truncate(1);
+        self.data.clear();
+        self.valid.clear();
+        self.nulls = 0;
+        array
+    }
+}
+
+fn nulls(valid: &[bool], count: usize) -> Option<NullBuffer> {
+    (count > 0).then(|| NullBuffer::from(valid))
+}
+
+/// A fixed-width column.
+#[derive(Debug)]
+struct Prims<T> {
+    values: Vec<T>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
+    fn with_capacity(rows: usize) -> Self {
+        Prims {
+            values: Vec::with_capacity(rows),
+            valid: Vec::with_capacity(rows),
+            nulls: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<T>) {
+        self.values.push(v.unwrap_or_default());
+        self.valid.push(v.is_some());
+        self.nulls += usize::from(v.is_none());
+    }
+
+    fn take(&mut self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
+        let out = (
+            ScalarBuffer::from(Buffer::from_slice_ref(&self.values)),
+            nulls(&self.valid, self.nulls),
+        );
+        self.values.clear();
+        self.valid.clear();
+        self.nulls = 0;
+        out
+    }
+}
+
+/// A string-to-string map column.
+#[derive(Debug)]
+struct Maps {
+    offsets: Vec<i32>,
+    keys: Strs,
+    values: Strs,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl Maps {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Maps {
+            offsets,
+            keys: Strs::with_capacity(rows),
+            values: Strs::with_capacity(rows),
+            valid: Vec::with_capacity(rows),
+            nulls: 0,
+        }
+    }
+
+    fn push(&mut self, v: Option<&Context<'_>>) {
+        if let Some(pairs) = v {
+            for (k, val) in pairs {
+                self.keys.push(Some(k));
+                self.values.push(val.as_deref());
+            }
+        }
+        self.valid.push(v.is_some());
+        self.nulls += usize::from(v.is_none());
+        self.offsets.push(self.keys.valid.len() as i32);
+    }
+
+    fn take(&mut self, ty: &DataType) -> Result<MapArray, ArrowError> {
+        let DataType::Map(entries_field, sorted) = ty else {
+            return Err(ArrowError::SchemaError(format!("not a map type: {ty}")));
+        };
+        let DataType::Struct(fields) = entries_field.data_type() else {
+            return Err(ArrowError::SchemaError(
+                "map entries are not a struct".into(),
+            ));
+        };
+        let entries = StructArray::try_new(
+            Fields::clone(fields),
+            vec![
+                Arc::new(self.keys.take()?) as ArrayRef,
+                Arc::new(self.values.take()?),
+            ],
+            None,
+        )?;
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
+        let array = MapArray::try_new(
+            Arc::clone(entries_field),
+            offsets,
+            entries,
+            nulls(&self.valid, self.nulls),
+            *sorted,
+        );
+        self.offsets.truncate(1);
+        self.valid.clear();
+        self.nulls = 0;
+        array
+    }
+}
+
+/// A list-of-strings column.
+#[derive(Debug)]
+struct Lists {
+    offsets: Vec<i32>,
+    items: Strs,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl Lists {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Lists {
+            offsets,
+            items: Strs::with_capacity(rows),
+            valid: Vec::with_capacity(rows),
+            nulls: 0,
+        }
+    }
+
+    fn push(&mut self, v: Option<&[std::borrow::Cow<'_, str>]>) {
+        if let Some(items) = v {
+            for item in items {
+                self.items.push(Some(item));
+            }
+        }
+        self.valid.push(v.is_some());
+        self.nulls += usize::from(v.is_none());
+        self.offsets.push(self.items.valid.len() as i32);
+    }
+
+    fn take(&mut self, ty: &DataType) -> Result<ListArray, ArrowError> {
+        let DataType::List(item_field) = ty else {
+            return Err(ArrowError::SchemaError(format!("not a list type: {ty}")));
+        };
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
+        let array = ListArray::try_new(
+            Arc::clone(item_field),
+            offsets,
+            Arc::new(self.items.take()?),
+            nulls(&self.valid, self.nulls),
+        );
+        self.offsets.truncate(1);
+        self.valid.clear();
+        self.nulls = 0;
+        array
+    }
+}
+
+/// Text in a batch beyond which it is cut, whatever its row count: it bounds memory for
+/// records with large request blocks and keeps 32-bit offsets far from overflowing.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+
+thread_local! {
+    static BUILDER: RefCell<Option<EventBatchBuilder>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's builder (created on first use with `rows` of capacity), so
+/// that its buffers are reused from object to object. The builder is emptied before `f`.
+pub fn with_builder<T>(rows: usize, f: impl FnOnce(&mut EventBatchBuilder) -> T) -> T {
+    let taken = BUILDER.with(|b| b.borrow_mut().take());
+    let mut builder = taken.unwrap_or_else(|| EventBatchBuilder::with_capacity(rows));
+    builder.clear();
+    let out = f(&mut builder);
+    BUILDER.with(|b| *b.borrow_mut() = Some(builder));
+    out
 }
 
 impl EventBatchBuilder {
     pub fn with_capacity(rows: usize) -> Self {
         EventBatchBuilder {
             len: 0,
-            s: (0..N_UTF8)
-                .map(|_| StringBuilder::with_capacity(rows, rows * 8))
-                .collect(),
-            b: (0..N_BOOL)
-                .map(|_| BooleanBuilder::with_capacity(rows))
-                .collect(),
-            ts: (0..N_TS)
-                .map(|_| TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
-                .collect(),
-            maps: (0..N_MAP).map(|_| map_builder(rows)).collect(),
-            lists: (0..N_LIST)
-                .map(|_| {
-                    ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-                        "item",
-                        DataType::Utf8,
-                        true,
-                    )))
-                })
-                .collect(),
-            ints: (0..N_INT)
-                .map(|_| Int32Builder::with_capacity(rows))
-                .collect(),
+            s: (0..N_UTF8).map(|_| Strs::with_capacity(rows)).collect(),
+            b: (0..N_BOOL).map(|_| Vec::with_capacity(rows)).collect(),
+            ts: (0..N_TS).map(|_| Prims::with_capacity(rows)).collect(),
+            maps: (0..N_MAP).map(|_| Maps::with_capacity(rows)).collect(),
+            lists: (0..N_LIST).map(|_| Lists::with_capacity(rows)).collect(),
+            ints: (0..N_INT).map(|_| Prims::with_capacity(rows)).collect(),
             days: Vec::with_capacity(rows),
         }
     }
@@ -88,9 +293,32 @@ impl EventBatchBuilder {
         self.len == 0
     }
 
+    /// Bytes of text buffered (strings, map keys and values).
+    pub fn bytes(&self) -> usize {
+        self.s.iter().map(Strs::bytes).sum::<usize>()
+            + self
+                .maps
+                .iter()
+                .map(|m| m.keys.bytes() + m.values.bytes())
+                .sum::<usize>()
+    }
+
+    /// True when the batch should be finished: `rows` rows, or [`MAX_BATCH_BYTES`] of text.
+    pub fn is_full(&self, rows: usize) -> bool {
+        self.len >= rows || (self.len.is_multiple_of(64) && self.bytes() >= MAX_BATCH_BYTES)
+    }
+
     /// The UTC day number (days since 1970-01-01) of each buffered row.
     pub fn days(&self) -> &[i32] {
         &self.days
+    }
+
+    /// Drops the buffered rows (keeping the capacity).
+    pub fn clear(&mut self) {
+        if self.len > 0 {
+            // finish() empties every column; its result is not needed.
+            let _ = self.finish();
+        }
     }
 
     pub fn append(&mut self, e: &KmsEvent<'_>) {
@@ -169,7 +397,7 @@ impl EventBatchBuilder {
         self.len += 1;
     }
 
-    /// Builds the batch (in schema order) and resets the builders.
+    /// Builds the batch (in schema order) and empties the columns, keeping their capacity.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut s = self.s.iter_mut();
         let mut b = self.b.iter_mut();
@@ -181,15 +409,30 @@ impl EventBatchBuilder {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         let missing = || ArrowError::SchemaError("builder/schema mismatch".into());
         for field in schema.fields() {
-            let array: ArrayRef = match field.data_type() {
-                DataType::Utf8 => Arc::new(s.next().ok_or_else(missing)?.finish()),
-                DataType::Boolean => Arc::new(b.next().ok_or_else(missing)?.finish()),
-                DataType::Timestamp(_, _) => Arc::new(ts.next().ok_or_else(missing)?.finish()),
-                DataType::Map(_, _) => Arc::new(m.next().ok_or_else(missing)?.finish()),
-                DataType::List(_) => Arc::new(l.next().ok_or_else(missing)?.finish()),
-                DataType::Int32 => Arc::new(i.next().ok_or_else(missing)?.finish()),
+            let ty = field.data_type();
+            let array: ArrayRef = match ty {
+                DataType::Utf8 => Arc::new(s.next().ok_or_else(missing)?.take()?),
+                DataType::Boolean => {
+                    let col = b.next().ok_or_else(missing)?;
+                    let array = BooleanArray::from_iter(col.iter().copied());
+                    col.clear();
+                    Arc::new(array)
+                }
+                DataType::Timestamp(_, tz) => {
+                    let (values, nulls) = ts.next().ok_or_else(missing)?.take();
+                    Arc::new(
+                        TimestampMicrosecondArray::try_new(values, nulls)?
+                            .with_timezone_opt(tz.clone()),
+                    )
+                }
+                DataType::Map(_, _) => Arc::new(m.next().ok_or_else(missing)?.take(ty)?),
+                DataType::List(_) => Arc::new(l.next().ok_or_else(missing)?.take(ty)?),
+                DataType::Int32 => {
+                    let (values, nulls) = i.next().ok_or_else(missing)?.take();
+                    Arc::new(Int32Array::try_new(values, nulls)?)
+                }
                 other => {
-                    return Err(ArrowError::SchemaError(format!("no builder for {other}")));
+                    return Err(ArrowError::SchemaError(format!("no column for {other}")));
                 }
             };
             columns.push(array);
@@ -200,7 +443,7 @@ impl EventBatchBuilder {
     }
 }
 
-/// Appends one row's values, each to the next builder of its kind.
+/// Appends one row's values, each to the next column of its kind.
 struct RowWriter<'t> {
     t: &'t mut EventBatchBuilder,
     s: usize,
@@ -212,49 +455,29 @@ struct RowWriter<'t> {
 }
 
 impl RowWriter<'_> {
+    #[inline]
     fn str(&mut self, v: Option<&str>) {
-        self.t.s[self.s].append_option(v);
+        self.t.s[self.s].push(v);
         self.s += 1;
     }
     fn bool(&mut self, v: Option<bool>) {
-        self.t.b[self.b].append_option(v);
+        self.t.b[self.b].push(v);
         self.b += 1;
     }
     fn time(&mut self, v: Option<i64>) {
-        self.t.ts[self.ts].append_option(v);
+        self.t.ts[self.ts].push(v);
         self.ts += 1;
     }
     fn int(&mut self, v: Option<i32>) {
-        self.t.ints[self.i].append_option(v);
+        self.t.ints[self.i].push(v);
         self.i += 1;
     }
     fn map(&mut self, v: Option<&Context<'_>>) {
-        let builder = &mut self.t.maps[self.m];
-        match v {
-            Some(pairs) => {
-                for (k, val) in pairs {
-                    builder.keys().append_value(k);
-                    builder.values().append_option(val.as_deref());
-                }
-                builder
-                    .append(true)
-                    .expect("keys and values appended in pairs");
-            }
-            None => builder.append(false).expect("no entries for a null map"),
-        }
+        self.t.maps[self.m].push(v);
         self.m += 1;
     }
     fn list(&mut self, v: Option<&[std::borrow::Cow<'_, str>]>) {
-        let builder = &mut self.t.lists[self.l];
-        match v {
-            Some(items) => {
-                for item in items {
-                    builder.values().append_value(item);
-                }
-                builder.append(true);
-            }
-            None => builder.append(false),
-        }
+        self.t.lists[self.l].push(v);
         self.l += 1;
     }
 }
@@ -273,6 +496,61 @@ mod tests {
         assert_eq!(count(ColumnType::StrMap), N_MAP);
         assert_eq!(count(ColumnType::StrList), N_LIST);
         assert_eq!(count(ColumnType::Int32), N_INT);
+    }
+
+    #[test]
+    fn batches_reuse_their_columns_and_keep_values_and_nulls() {
+        use arrow::array::{Array, AsArray};
+        let mut b = EventBatchBuilder::with_capacity(1);
+        for round in 0..3 {
+            let e = KmsEvent {
+                event_id: format!("e{round}").into(),
+                event_name: "Decrypt".into(),
+                source_object: "x",
+                event_time: 86_400_000_000 * round,
+                encryption_context: Some(vec![("k".into(), Some("v".into())), ("n".into(), None)]),
+                grant_operations: Some(vec!["Decrypt".into(), "Encrypt".into()]),
+                mfa_authenticated: Some(round % 2 == 0),
+                pending_window_in_days: Some(7),
+                ..Default::default()
+            };
+            b.append(&e);
+            b.append(&KmsEvent {
+                event_id: "plain".into(),
+                event_name: "Encrypt".into(),
+                source_object: "x",
+                ..Default::default()
+            });
+            assert_eq!(b.days(), &[round as i32, 0]);
+            let batch = b.finish().expect("batch");
+            assert!(b.is_empty() && b.bytes() == 0);
+            assert_eq!(batch.num_rows(), 2);
+            assert_eq!(batch.schema(), schema());
+            let ids = batch.column(0).as_string::<i32>();
+            assert_eq!(ids.value(0), format!("e{round}"));
+            assert_eq!(ids.value(1), "plain");
+            let col = |name: &str| {
+                batch
+                    .column(batch.schema().index_of(name).expect(name))
+                    .clone()
+            };
+            let ctx = col("encryption_context");
+            let ctx = ctx.as_map();
+            assert!(ctx.is_valid(0) && ctx.is_null(1));
+            let entry = ctx.value(0);
+            assert_eq!(entry.column(0).as_string::<i32>().value(1), "n");
+            assert!(entry.column(1).is_null(1));
+            assert_eq!(entry.column(1).as_string::<i32>().value(0), "v");
+            let ops = col("grant_operations");
+            assert_eq!(ops.as_list::<i32>().value(0).len(), 2);
+            assert!(ops.is_null(1));
+            let mfa = col("mfa_authenticated");
+            assert_eq!(mfa.as_boolean().value(0), round % 2 == 0);
+            assert!(mfa.is_null(1));
+            let days = col("pending_window_in_days");
+            assert!(days.is_valid(0) && days.is_null(1));
+            assert_eq!(col("key_arn").null_count(), 2);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::batch::EventBatchBuilder;
+use crate::batch::{EventBatchBuilder, with_builder};
 use crate::lake::{LakeError, LakeStore, ObjectWriter, Published};
 use crate::object_name::{ObjectKind, SkipReason, classify_name};
 use crate::reader::{Item, ReadError, RecordReader, decompressing};
@@ -21,9 +21,9 @@ use crate::record::{Outcome, RejectReason, classify};
 
 /// Rows per Arrow batch (and the unit of memory of the ingest path).
 pub const BATCH_ROWS: usize = 4096;
-/// Rows the builders are sized for up front: most CloudTrail objects hold a few hundred
-/// KMS records, and sizing for a full batch costs every small object megabytes of
-/// allocation. Builders grow as needed.
+/// Rows a thread's batch builder is sized for up front: most CloudTrail objects hold a few
+/// hundred KMS records. The builder grows as needed and keeps its capacity from object to
+/// object.
 pub const INITIAL_ROWS: usize = 256;
 /// Rejected examples kept in an object's report (all of them go to the rejects file).
 pub const REJECT_EXAMPLES: usize = 5;
@@ -275,48 +275,49 @@ pub fn ingest_object(
         object: uri.clone(),
         file: None,
     };
-    let mut builder = EventBatchBuilder::with_capacity(INITIAL_ROWS);
     let mut examples = Vec::new();
-
-    loop {
-        let item = match reader.next_item() {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(e) => return Err(fail(e.into(), counts.records)),
-        };
-        let index = counts.records;
-        counts.records += 1;
-        let (outcome, raw) = match item {
-            Item::Object(bytes) => (classify(bytes, &uri), bytes),
-            Item::NotAnObject(bytes) => (
-                Outcome::Rejected(RejectReason {
-                    event_id: None,
-                    reason: "record is not a JSON object".into(),
-                }),
-                bytes,
-            ),
-        };
-        match outcome {
-            Outcome::Kms(event) => {
-                counts.kms_events += 1;
-                builder.append(&event);
-            }
-            Outcome::Skipped => counts.skipped += 1,
-            Outcome::Rejected(reason) => {
-                counts.rejected += 1;
-                rejects
-                    .write(index, &reason, raw)
-                    .map_err(|e| fail(e.into(), counts.records))?;
-                if examples.len() < REJECT_EXAMPLES {
-                    examples.push(reason);
+    let read = with_builder(INITIAL_ROWS, |builder| -> Result<(), ObjectError> {
+        loop {
+            let item = match reader.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => return Err(fail(e.into(), counts.records)),
+            };
+            let index = counts.records;
+            counts.records += 1;
+            let (outcome, raw) = match item {
+                Item::Object(bytes) => (classify(bytes, &uri), bytes),
+                Item::NotAnObject(bytes) => (
+                    Outcome::Rejected(RejectReason {
+                        event_id: None,
+                        reason: "record is not a JSON object".into(),
+                    }),
+                    bytes,
+                ),
+            };
+            match outcome {
+                Outcome::Kms(event) => {
+                    counts.kms_events += 1;
+                    builder.append(&event);
+                }
+                Outcome::Skipped => counts.skipped += 1,
+                Outcome::Rejected(reason) => {
+                    counts.rejected += 1;
+                    rejects
+                        .write(index, &reason, raw)
+                        .map_err(|e| fail(e.into(), counts.records))?;
+                    if examples.len() < REJECT_EXAMPLES {
+                        examples.push(reason);
+                    }
                 }
             }
+            if builder.is_full(BATCH_ROWS) {
+                flush(builder, &mut writer).map_err(|k| fail(k, counts.records))?;
+            }
         }
-        if builder.len() >= BATCH_ROWS {
-            flush(&mut builder, &mut writer).map_err(|k| fail(k, counts.records))?;
-        }
-    }
-    flush(&mut builder, &mut writer).map_err(|k| fail(k, counts.records))?;
+        flush(builder, &mut writer).map_err(|k| fail(k, counts.records))
+    });
+    read?;
     counts.bytes_decompressed = reader.offset();
     drop(reader);
     counts.bytes_in = bytes_in.load(Ordering::Relaxed);
