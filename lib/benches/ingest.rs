@@ -71,9 +71,23 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+#[derive(Debug, Clone, Copy)]
 struct Timing {
     wall: f64,
     cpu: f64,
+}
+
+impl Timing {
+    fn worst() -> Self {
+        Timing {
+            wall: f64::INFINITY,
+            cpu: f64::INFINITY,
+        }
+    }
+    /// The faster of two runs (by wall time; CPU time of the same run).
+    fn best(self, other: Timing) -> Timing {
+        if other.wall < self.wall { other } else { self }
+    }
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Timing) {
@@ -342,7 +356,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         for f in &files {
             fs::read(f)?;
         }
-        let (t, kms, raw, rss, _) = end_to_end_one_core(&lakes, &files)?;
+        let (mut t, kms, raw, rss, _) = end_to_end_one_core(&lakes, &files)?;
+        for _ in 1..env_u64("KMS_AUDIT_BENCH_ROUNDS", 3) {
+            t = t.best(end_to_end_one_core(&lakes, &files)?.0);
+        }
         println!(
             "end to end, one core: {:.2}s wall, {:.2}s CPU, {:.0} MB/s, {kms} KMS; peak RSS {:.1} MB",
             t.wall,
@@ -365,26 +382,36 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         fs::read(f)?;
     }
 
-    // 1. Decompression only.
-    let (raw_bytes, t_dec) = timed(|| -> io::Result<u64> {
-        let mut total = 0;
-        for f in &files {
-            total += io::copy(
-                &mut MultiGzDecoder::new(io::BufReader::new(fs::File::open(f)?)),
-                &mut io::sink(),
-            )?;
-        }
-        Ok(total)
-    });
-    let raw_bytes = raw_bytes?;
+    // Shared machines are noisy: the timed phases run `KMS_AUDIT_BENCH_ROUNDS` times
+    // (default 3), interleaved, and the fastest round of each is reported.
+    let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3).max(1);
+    let trail = files
+        .first()
+        .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut t_dec = Timing::worst();
+    let mut t_gzip: Option<f64> = None;
+    let mut t_e2e = Timing::worst();
+    let (mut raw_bytes, mut e2e_kms, mut e2e_raw) = (0, 0, 0);
+    let (mut rss_e2e, mut rss_reset) = (0, false);
+    for _ in 0..rounds {
+        // 1. Decompression only.
+        let (raw, t) = timed(|| -> io::Result<u64> {
+            let mut total = 0;
+            for f in &files {
+                total += io::copy(
+                    &mut MultiGzDecoder::new(io::BufReader::new(fs::File::open(f)?)),
+                    &mut io::sink(),
+                )?;
+            }
+            Ok(total)
+        });
+        raw_bytes = raw?;
+        t_dec = t_dec.best(t);
 
-    // gzip -dc, for reference (file names go through xargs: one argument is capped at 128 KB).
-    let t_gzip = {
-        let trail = files
-            .first()
-            .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        // gzip -dc, for reference (file names go through xargs: one argument is capped at
+        // 128 KB). The child's CPU time is not in this process's counters: wall time.
         let (ok, t) = timed(|| {
             std::process::Command::new("sh")
                 .arg("-c")
@@ -395,17 +422,28 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|s| s.success())
                 .unwrap_or(false)
         });
-        // The child's CPU time is not in this process's counters: report wall time.
-        ok.then_some(t.wall)
-    };
+        if ok {
+            t_gzip = Some(t_gzip.map_or(t.wall, |g| g.min(t.wall)));
+        }
 
-    // 2. End to end, one core (before the parse phase, whose in-memory copy of the corpus
-    //    would stay in this process's RSS).
-    let (t_e2e, e2e_kms, e2e_raw, rss_e2e, rss_reset) = end_to_end_one_core(&lakes, &files)?;
+        // 2. End to end, one core (before the parse phase, whose in-memory copy of the
+        //    corpus would stay in this process's RSS).
+        let (t, kms, raw, rss, reset) = end_to_end_one_core(&lakes, &files)?;
+        t_e2e = t_e2e.best(t);
+        (e2e_kms, e2e_raw, rss_reset) = (kms, raw, reset);
+        rss_e2e = rss_e2e.max(rss);
+    }
     let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
 
     // 3. Parse + extract on decompressed bytes (timed without the decompression).
-    let pt = parse_phase(&files)?;
+    let mut pt = parse_phase(&files)?;
+    for _ in 1..rounds {
+        let again = parse_phase(&files)?;
+        pt.split = pt.split.min(again.split);
+        pt.filter = pt.filter.min(again.filter);
+        pt.extract = pt.extract.min(again.extract);
+        pt.full = pt.full.min(again.full);
+    }
     assert_eq!(pt.raw_bytes, raw_bytes);
     assert_eq!(e2e_raw, raw_bytes);
     let (parse_secs, records, kms) = (pt.full, pt.records, pt.kms);
@@ -429,6 +467,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let threads = rayon::current_num_threads();
     println!("## kms-audit ingest benchmark");
+    println!();
+    println!("fastest of {rounds} rounds per phase");
     println!();
     println!(
         "corpus: {} objects, {:.0} MB raw JSON ({:.0} MB gzipped), {} records, {} KMS ({:.0}%); Parquet out: {:.1} MB",

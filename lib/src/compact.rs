@@ -31,10 +31,9 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, BooleanBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use crate::lake::{LakeError, LakeFile, LakeStore, fnv1a64, writer_properties};
+use crate::lake::{LakeError, LakeFile, LakeStore, compacted_writer_properties, fnv1a64};
 use crate::schema::{PARTITION_COLUMN, TABLE};
 
 /// The manifest's name inside a partition directory.
@@ -312,7 +311,7 @@ pub fn compact_partition(
         }
         format!("{:016x}", fnv1a64(ids.as_bytes()))
     };
-    let props = Arc::new(compacted_properties());
+    let props = Arc::new(compacted_writer_properties());
     let mut seen: HashSet<u128> = HashSet::new();
     let mut outputs: Vec<(FileRef, std::path::PathBuf)> = Vec::new();
     let mut current: Option<(String, std::path::PathBuf, ArrowWriter<File>)> = None;
@@ -487,15 +486,6 @@ fn id_hash(id: &str) -> u128 {
     let a = fnv1a64(id.as_bytes());
     let b = BuildHasherDefault::<DefaultHasher>::default().hash_one(id);
     (u128::from(a) << 64) | u128::from(b)
-}
-
-/// The lake's Parquet settings with row groups sized for large files.
-fn compacted_properties() -> WriterProperties {
-    writer_properties()
-        .into_builder()
-        .set_max_row_group_row_count(Some(512 * 1024))
-        .set_max_row_group_bytes(Some(64 * 1024 * 1024))
-        .build()
 }
 
 /// Compacts the partitions whose day is in `days` (all of them when `None`).

@@ -241,25 +241,88 @@ pub fn events_file_rel(stem: &str, day: i32) -> String {
     )
 }
 
-/// Parquet settings of the lake: zstd, dictionaries for the low-cardinality columns only,
-/// column-chunk statistics for pruning (files are per object and small: row-group min/max
-/// prunes as well as a page index would, without its cost), bounded row groups for bounded
-/// memory.
+/// Parquet settings of the files ingest writes, one per source object and day: zstd
+/// where it pays, dictionaries for the low-cardinality columns only, column-chunk
+/// statistics for pruning (files are per object and small: row-group min/max prunes as well
+/// as a page index would, without its cost), bounded row groups for bounded memory.
+///
+/// zstd sets up a compression context for every column chunk it compresses, and an object
+/// of CloudTrail's typical size holds a few dozen KMS rows: for most columns of such a file
+/// that setup costs more than the bytes it saves (measured with `scripts/bench`: zstd on
+/// every non-dictionary column made ingest 1.2x slower than on the
+/// [`INGEST_ZSTD_COLUMNS`], for 3% smaller files). Compaction rewrites the files with zstd
+/// on every column ([`compacted_writer_properties`]).
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_compression(Compression::UNCOMPRESSED)
+        // Files this small have one page per column: an offset index would point at it.
+        .set_offset_index_disabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_max_row_group_bytes(Some(8 * 1024 * 1024))
         .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
-    // Dictionary-encoded low-cardinality columns (and booleans, small ints) are already
-    // compact; compressing them again buys little and, in the small per-object files, costs
-    // a zstd context per column chunk. zstd goes where the bytes are.
-    for col in DICTIONARY_ONLY_COLUMNS {
-        b = b.set_column_compression(ColumnPath::from(*col), Compression::UNCOMPRESSED);
+    for col in INGEST_ZSTD_COLUMNS {
+        b = b.set_column_compression(column_path(col), zstd());
     }
+    common_column_settings(b).build()
+}
+
+/// [`writer_properties`], built once.
+static INGEST_PROPERTIES: std::sync::LazyLock<Arc<WriterProperties>> =
+    std::sync::LazyLock::new(|| Arc::new(writer_properties()));
+
+/// The settings of compacted files: large, so zstd on every column costs little and saves
+/// a third of the bytes of ingest's files.
+pub fn compacted_writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(zstd())
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(512 * 1024))
+        .set_max_row_group_bytes(Some(64 * 1024 * 1024))
+        .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
+    // Booleans and tiny integers are bit-packed already.
+    for col in [
+        "read_only",
+        "management_event",
+        "mfa_authenticated",
+        "via_aws_service",
+        "bypass_policy_lockout_safety_check",
+        "pending_window_in_days",
+    ] {
+        b = b.set_column_compression(column_path(col), Compression::UNCOMPRESSED);
+    }
+    common_column_settings(b).build()
+}
+
+/// Columns zstd-compressed in ingest's per-object files: the ones where it at least halves
+/// the bytes even in a small file (unique ids, ARNs, the request block and the encryption
+/// context's values).
+pub const INGEST_ZSTD_COLUMNS: &[&str] = &[
+    "event_id",
+    "request_id",
+    "principal_arn",
+    "principal_id",
+    "access_key_id",
+    "request_parameters",
+    "encryption_context.entries.values",
+];
+
+fn zstd() -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default())
+}
+
+/// A leaf column's path from its dotted name.
+fn column_path(dotted: &str) -> ColumnPath {
+    ColumnPath::new(dotted.split('.').map(str::to_owned).collect())
+}
+
+fn common_column_settings(
+    mut b: parquet::file::properties::WriterPropertiesBuilder,
+) -> parquet::file::properties::WriterPropertiesBuilder {
     // Min/max of raw JSON and free text prune nothing and cost comparisons of the longest
-    // values in the file.
+    // values in the file; nor do those of random ids (UUIDs, request ids, session ids and
+    // access keys span their whole range in any file) or of the source object (one value
+    // per file, and the file name already says it).
     for col in [
         "request_parameters",
         "response_elements",
@@ -267,8 +330,17 @@ pub fn writer_properties() -> WriterProperties {
         "key_policy",
         "user_agent",
         "error_message",
+        "event_id",
+        "request_id",
+        "shared_event_id",
+        "principal_id",
+        "access_key_id",
+        "grant_id",
+        "source_object",
+        "encryption_context.entries.values",
+        "destination_encryption_context.entries.values",
     ] {
-        b = b.set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::None);
+        b = b.set_column_statistics_enabled(column_path(col), EnabledStatistics::None);
     }
     // Unique per row: a dictionary would only be built to be thrown away.
     for col in [
@@ -283,55 +355,13 @@ pub fn writer_properties() -> WriterProperties {
     ] {
         b = b.set_column_dictionary_enabled(ColumnPath::from(col), false);
     }
-    b.build()
+    b
 }
 
 /// Bytes of encoded-but-unwritten row groups one object may buffer across its day files.
 pub const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// Day files of one object that may hold an open row group at once.
 pub const MAX_BUFFERING_DAY_FILES: usize = 4;
-
-/// Columns stored dictionary-encoded without a compression codec (see
-/// [`writer_properties`]).
-pub const DICTIONARY_ONLY_COLUMNS: &[&str] = &[
-    "event_name",
-    "event_type",
-    "event_version",
-    "event_category",
-    "aws_region",
-    "account_id",
-    "read_only",
-    "management_event",
-    "principal_type",
-    "principal",
-    "principal_account",
-    "user_name",
-    "session_issuer_arn",
-    "mfa_authenticated",
-    "invoked_by",
-    "via_aws_service",
-    "vpc_endpoint_id",
-    "vpc_endpoint_account_id",
-    "tls_version",
-    "key_arn",
-    "key_id",
-    "key_account",
-    "key_region",
-    "key_ref",
-    "alias_name",
-    "destination_key_arn",
-    "destination_key_account",
-    "encryption_algorithm",
-    "key_spec",
-    "key_usage",
-    "key_origin",
-    "grantee_principal",
-    "retiring_principal",
-    "bypass_policy_lockout_safety_check",
-    "pending_window_in_days",
-    "error_code",
-    "source_object",
-];
 
 /// A file being written for one (object, day).
 struct DayFile {
@@ -375,7 +405,7 @@ impl<'l> ObjectWriter<'l> {
             lake,
             stem: object_file_stem(source_uri),
             files: Vec::new(),
-            props: Arc::new(writer_properties()),
+            props: Arc::clone(&INGEST_PROPERTIES),
             writes: 0,
         }
     }

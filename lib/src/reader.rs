@@ -115,11 +115,38 @@ enum Scan {
     NeedMore,
 }
 
+thread_local! {
+    /// Read buffers of finished readers, reused by the next reader on the thread: a fresh
+    /// zeroed 256 KiB buffer per object costs more than a small object's records.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread for reuse.
+const SPARE_BUFFERS_KEPT: usize = 2;
+
+impl<R> Drop for RecordReader<R> {
+    fn drop(&mut self) {
+        // Only buffers of the standard size go back: one grown for a huge record is freed.
+        if self.buf.len() == CHUNK {
+            let buf = std::mem::take(&mut self.buf);
+            SPARE_BUFFERS.with(|s| {
+                let mut spare = s.borrow_mut();
+                if spare.len() < SPARE_BUFFERS_KEPT {
+                    spare.push(buf);
+                }
+            });
+        }
+    }
+}
+
 impl<R: Read> RecordReader<R> {
     pub fn new(src: R) -> Self {
+        let buf = SPARE_BUFFERS
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0; CHUNK]);
         RecordReader {
             src,
-            buf: vec![0; CHUNK],
+            buf,
             start: 0,
             pos: 0,
             end: 0,
