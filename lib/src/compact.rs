@@ -382,12 +382,15 @@ pub fn compact_partition(
                         path: path.display().to_string(),
                         source,
                     })?;
-                    let w =
-                        ArrowWriter::try_new(out, crate::schema::schema(), Some((*props).clone()))
-                            .map_err(|source| CompactError::Parquet {
-                                path: path.display().to_string(),
-                                source,
-                            })?;
+                    let w = ArrowWriter::try_new_with_options(
+                        out,
+                        crate::schema::schema(),
+                        crate::lake::arrow_writer_options(&props),
+                    )
+                    .map_err(|source| CompactError::Parquet {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                     current = Some((name, path, w));
                 }
                 if let Some((_, path, w)) = current.as_mut() {
