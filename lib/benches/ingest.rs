@@ -273,6 +273,26 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
             " (VmHWM reset not permitted)"
         }
     );
+    // The same object through `gzip -dc`, for the CPU ratio on one big object (where no
+    // per-file cost is left to amortize).
+    let (ok, g) = timed(|| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("gzip -dc < \"$1\" > /dev/null")
+            .arg("sh")
+            .arg(&big)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    if ok {
+        println!(
+            "single object: ingest CPU {:.2}s vs `gzip -dc` {:.2}s: {:.2}x",
+            t.cpu,
+            g.wall,
+            t.cpu / g.wall
+        );
+    }
     Ok(())
 }
 
