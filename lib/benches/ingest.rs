@@ -6,16 +6,19 @@
 //!
 //! * decompression only (gunzip to nothing), MB/s of decompressed JSON;
 //! * parse + extract (split records, skip non-KMS, parse KMS, fill Arrow batches) on bytes
-//!   already decompressed in memory, MB/s;
+//!   already decompressed in memory, MB/s, and the time of each of those stages;
 //! * end to end (gunzip → records → Parquet files in a lake), MB/s and records/s, and its
 //!   time relative to decompression only;
 //!
-//! then end to end on all cores, and the peak RSS while ingesting one ~1 GB (raw) object.
-//! `gzip -dc` on the same files is timed too when `gzip` is installed.
+//! then end to end on all cores, and the peak RSS and CPU time while ingesting one ~1 GB
+//! (raw) object. `gzip -dc` on the same files is timed too when `gzip` is installed. Each
+//! timed phase runs several rounds and the fastest is reported.
 //!
 //! Environment: `KMS_AUDIT_BENCH_MB` (corpus size, raw MB), `KMS_AUDIT_BENCH_LARGE_MB` (the
 //! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached),
-//! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`).
+//! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`),
+//! `KMS_AUDIT_BENCH_ROUNDS` (default 3), `KMS_AUDIT_BENCH_ONLY` (`parse`, `e2e` or `large`:
+//! that phase alone, for profiling).
 
 use std::fs;
 use std::io::{self, Read};
@@ -275,25 +278,30 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
     );
     // The same object through `gzip -dc`, for the CPU ratio on one big object (where no
     // per-file cost is left to amortize).
-    let (ok, g) = timed(|| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg("gzip -dc < \"$1\" > /dev/null")
-            .arg("sh")
-            .arg(&big)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    });
-    if ok {
+    if let Some(g) = shell_seconds("gzip -dc < \"$1\" > /dev/null", &big) {
         println!(
             "single object: ingest CPU {:.2}s vs `gzip -dc` {:.2}s: {:.2}x",
             t.cpu,
-            g.wall,
-            t.cpu / g.wall
+            g,
+            t.cpu / g
         );
     }
     Ok(())
+}
+
+/// Wall seconds of a shell script run with `path` as `$1`, or None when it fails (no gzip).
+/// A child's CPU time is not in this process's counters, hence wall time.
+fn shell_seconds(script: &str, path: &Path) -> Option<f64> {
+    let (ok, t) = timed(|| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    ok.then_some(t.wall)
 }
 
 /// Where the benchmark writes its lakes: `KMS_AUDIT_BENCH_LAKES`, else a tmpfs when there
@@ -431,19 +439,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         t_dec = t_dec.best(t);
 
         // gzip -dc, for reference (file names go through xargs: one argument is capped at
-        // 128 KB). The child's CPU time is not in this process's counters: wall time.
-        let (ok, t) = timed(|| {
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg("find \"$1\" -path '*/CloudTrail/*' -name '*.gz' -print0 | sort -z | xargs -0 cat | gzip -dc > /dev/null")
-                .arg("sh")
-                .arg(&trail)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        });
-        if ok {
-            t_gzip = Some(t_gzip.map_or(t.wall, |g| g.min(t.wall)));
+        // 128 KB).
+        let script = "find \"$1\" -path '*/CloudTrail/*' -name '*.gz' -print0 | sort -z | xargs -0 cat | gzip -dc > /dev/null";
+        if let Some(g) = shell_seconds(script, &trail) {
+            t_gzip = Some(t_gzip.map_or(g, |best| best.min(g)));
         }
 
         // 2. End to end, one core (before the parse phase, whose in-memory copy of the

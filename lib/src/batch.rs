@@ -260,6 +260,10 @@ thread_local! {
     static BUILDER: RefCell<Option<EventBatchBuilder>> = const { RefCell::new(None) };
 }
 
+/// Text capacity beyond which a thread does not keep its builder: one object with huge
+/// records must not pin its batch's memory for the life of the thread.
+const MAX_KEPT_BYTES: usize = 16 << 20;
+
 /// Runs `f` with this thread's builder (created on first use with `rows` of capacity), so
 /// that its buffers are reused from object to object. The builder is emptied before `f`.
 pub fn with_builder<T>(rows: usize, f: impl FnOnce(&mut EventBatchBuilder) -> T) -> T {
@@ -267,7 +271,9 @@ pub fn with_builder<T>(rows: usize, f: impl FnOnce(&mut EventBatchBuilder) -> T)
     let mut builder = taken.unwrap_or_else(|| EventBatchBuilder::with_capacity(rows));
     builder.clear();
     let out = f(&mut builder);
-    BUILDER.with(|b| *b.borrow_mut() = Some(builder));
+    if builder.capacity_bytes() <= MAX_KEPT_BYTES {
+        BUILDER.with(|b| *b.borrow_mut() = Some(builder));
+    }
     out
 }
 
@@ -300,6 +306,21 @@ impl EventBatchBuilder {
                 .maps
                 .iter()
                 .map(|m| m.keys.bytes() + m.values.bytes())
+                .sum::<usize>()
+    }
+
+    /// Bytes of text the columns can hold without growing.
+    pub fn capacity_bytes(&self) -> usize {
+        self.s.iter().map(|c| c.data.capacity()).sum::<usize>()
+            + self
+                .maps
+                .iter()
+                .map(|m| m.keys.data.capacity() + m.values.data.capacity())
+                .sum::<usize>()
+            + self
+                .lists
+                .iter()
+                .map(|l| l.items.data.capacity())
                 .sum::<usize>()
     }
 
@@ -551,6 +572,33 @@ mod tests {
             assert!(days.is_valid(0) && days.is_null(1));
             assert_eq!(col("key_arn").null_count(), 2);
         }
+    }
+
+    #[test]
+    fn a_thread_keeps_its_builder_unless_it_grew_huge() {
+        std::thread::spawn(|| {
+            let small = KmsEvent {
+                event_id: "e".into(),
+                event_name: "Decrypt".into(),
+                source_object: "x",
+                ..Default::default()
+            };
+            with_builder(4, |b| b.append(&small));
+            // Kept, and emptied before the next use.
+            let kept = with_builder(4, |b| (b.is_empty(), b.capacity_bytes()));
+            assert!(kept.0 && kept.1 > 0);
+            let huge = "x".repeat(MAX_KEPT_BYTES + 1);
+            with_builder(4, |b| {
+                b.append(&KmsEvent {
+                    request_parameters: Some(&huge),
+                    ..small.clone()
+                })
+            });
+            let after = with_builder(4, |b| b.capacity_bytes());
+            assert!(after < MAX_KEPT_BYTES, "{after}");
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]

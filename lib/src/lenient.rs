@@ -210,6 +210,21 @@ impl<'a> Cursor<'a> {
         Ok(Obj(is_object.then_some(value)))
     }
 
+    /// If the next value is an object, the [`Text`] of its member `name` (the other members
+    /// are validated and skipped); otherwise, or without that member, `Text(None)`.
+    pub fn member_text(&mut self, name: &str) -> Result<Text<'a>> {
+        let mut out = Text(None);
+        self.object(|c, key| {
+            if key == name {
+                out = c.text()?;
+            } else {
+                c.skip()?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Reads an array element by element with `item`; null is an empty list and any other
     /// value is read by `item` as a one-element list.
     pub fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<List<T>> {

@@ -115,8 +115,9 @@ struct RawRecord<'a> {
     req: RequestParameters<'a>,
     resp: ResponseElements<'a>,
     resources: List<Obj<Resource<'a>>>,
-    tls_details: Obj<TlsDetails<'a>>,
-    service_event_details: Obj<ServiceEventDetails<'a>>,
+    /// `tlsDetails.tlsVersion` and `serviceEventDetails.keyId`.
+    tls_version: Text<'a>,
+    service_event_key_id: Text<'a>,
 }
 
 impl<'a> RawRecord<'a> {
@@ -160,24 +161,8 @@ impl<'a> RawRecord<'a> {
                     r.additional_event_data = Some(c.captured(Cursor::skip)?.1);
                 }
                 "resources" => r.resources = c.list(|c| c.obj(Resource::member))?,
-                "tlsDetails" => {
-                    r.tls_details = c.obj(|t: &mut TlsDetails<'a>, c, k| {
-                        match &*k {
-                            "tlsVersion" => t.tls_version = c.text()?,
-                            _ => c.skip()?,
-                        }
-                        Ok(())
-                    })?;
-                }
-                "serviceEventDetails" => {
-                    r.service_event_details = c.obj(|d: &mut ServiceEventDetails<'a>, c, k| {
-                        match &*k {
-                            "keyId" => d.key_id = c.text()?,
-                            _ => c.skip()?,
-                        }
-                        Ok(())
-                    })?;
-                }
+                "tlsDetails" => r.tls_version = c.member_text("tlsVersion")?,
+                "serviceEventDetails" => r.service_event_key_id = c.member_text("keyId")?,
                 _ => c.skip()?,
             }
             Ok(())
@@ -281,16 +266,6 @@ impl<'a> Resource<'a> {
 }
 
 #[derive(Default)]
-struct TlsDetails<'a> {
-    tls_version: Text<'a>,
-}
-
-#[derive(Default)]
-struct ServiceEventDetails<'a> {
-    key_id: Text<'a>,
-}
-
-#[derive(Default)]
 struct RequestParameters<'a> {
     key_id: Text<'a>,
     encryption_context: StrMap<'a>,
@@ -360,7 +335,8 @@ impl<'a> RequestParameters<'a> {
 #[derive(Default)]
 struct ResponseElements<'a> {
     key_id: Text<'a>,
-    key_metadata: Obj<KeyMetadata<'a>>,
+    /// `keyMetadata.arn`.
+    key_metadata_arn: Text<'a>,
     grant_id: Text<'a>,
 }
 
@@ -369,24 +345,11 @@ impl<'a> ResponseElements<'a> {
         match &*key {
             "keyId" => self.key_id = c.text()?,
             "grantId" => self.grant_id = c.text()?,
-            "keyMetadata" => {
-                self.key_metadata = c.obj(|m: &mut KeyMetadata<'a>, c, k| {
-                    match &*k {
-                        "arn" => m.arn = c.text()?,
-                        _ => c.skip()?,
-                    }
-                    Ok(())
-                })?;
-            }
+            "keyMetadata" => self.key_metadata_arn = c.member_text("arn")?,
             _ => c.skip()?,
         }
         Ok(())
     }
-}
-
-#[derive(Default)]
-struct KeyMetadata<'a> {
-    arn: Text<'a>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -566,17 +529,9 @@ impl<'a> KmsEvent<'a> {
                     .and_then(|k| key_arn_from_ref(k, region, account))
             })
             .or_else(|| {
-                r.service_event_details
-                    .0
-                    .and_then(|d| own(d.key_id))
-                    .and_then(|k| key_arn_from_ref(&k, region, account))
+                own(r.service_event_key_id).and_then(|k| key_arn_from_ref(&k, region, account))
             })
-            .or_else(|| {
-                resp.key_metadata
-                    .0
-                    .and_then(|m| own(m.arn))
-                    .filter(|a| a.contains(":key/"))
-            })
+            .or_else(|| own(resp.key_metadata_arn).filter(|a| a.contains(":key/")))
             .or_else(|| own(resp.key_id).filter(|a| a.contains(":key/")));
         let key_parts = key_arn
             .as_ref()
@@ -645,7 +600,7 @@ impl<'a> KmsEvent<'a> {
             user_agent: own(r.user_agent),
             vpc_endpoint_id: own(r.vpc_endpoint_id),
             vpc_endpoint_account_id: own(r.vpc_endpoint_account_id),
-            tls_version: r.tls_details.0.and_then(|t| own(t.tls_version)),
+            tls_version: own(r.tls_version),
             key_arn,
             key_id,
             key_account,
