@@ -43,131 +43,182 @@ const N_MAP: usize = 2;
 const N_LIST: usize = 1;
 const N_INT: usize = 1;
 
-/// A string column: offsets, bytes and validity.
+/// Which rows of a column are non-null, and how many are null.
 #[derive(Debug)]
-struct Strs {
-    offsets: Vec<i32>,
-    data: Vec<u8>,
+struct Validity {
     valid: Vec<bool>,
     nulls: usize,
 }
 
-impl Strs {
+impl Validity {
     fn with_capacity(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
-        Strs {
-            offsets,
-            data: Vec::with_capacity(rows * 8),
+        Validity {
             valid: Vec::with_capacity(rows),
             nulls: 0,
         }
     }
 
     #[inline]
-    fn push(&mut self, v: Option<&str>) {
-        match v {
-            Some(v) => self.data.extend_from_slice(v.as_bytes()),
-            None => self.nulls += 1,
-        }
-        self.valid.push(v.is_some());
-        // Batches are cut long before 2 GiB of text (see `is_full`).
-        self.offsets.push(self.data.len() as i32);
+    fn push(&mut self, is_valid: bool) {
+        self.valid.push(is_valid);
+        self.nulls += usize::from(!is_valid);
     }
 
-    fn bytes(&self) -> usize {
-        self.data.len()
+    /// Rows so far.
+    fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// The null buffer (none when no row is null), emptying this.
+    fn take(&mut self) -> Option<NullBuffer> {
+        let nulls = (self.nulls > 0).then(|| NullBuffer::from(self.valid.as_slice()));
+        self.clear();
+        nulls
+    }
+
+    fn clear(&mut self) {
+        self.valid.clear();
+        self.nulls = 0;
+    }
+}
+
+/// The offsets of a variable-width column: one more than its rows, starting at 0.
+#[derive(Debug)]
+struct Offsets(Vec<i32>);
+
+impl Offsets {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Offsets(offsets)
+    }
+
+    /// Ends a row at `end` (in the child's units: bytes, entries, items).
+    #[inline]
+    fn push(&mut self, end: usize) {
+        // Batches are cut long before 2 GiB of text (see `is_full`).
+        self.0.push(end as i32);
+    }
+
+    /// Copies the offsets out, emptying this.
+    fn take(&mut self) -> OffsetBuffer<i32> {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.0)));
+        self.clear();
+        offsets
+    }
+
+    fn clear(&mut self) {
+        self.0.truncate(1);
+    }
+}
+
+/// A string column.
+#[derive(Debug)]
+struct Strs {
+    offsets: Offsets,
+    data: Vec<u8>,
+    validity: Validity,
+}
+
+impl Strs {
+    fn with_capacity(rows: usize) -> Self {
+        Strs {
+            offsets: Offsets::with_capacity(rows),
+            data: Vec::with_capacity(rows * 8),
+            validity: Validity::with_capacity(rows),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<&str>) {
+        if let Some(v) = v {
+            self.data.extend_from_slice(v.as_bytes());
+        }
+        self.validity.push(v.is_some());
+        self.offsets.push(self.data.len());
+    }
+
+    fn len(&self) -> usize {
+        self.validity.len()
     }
 
     /// Copies the column out as an array and empties it, keeping the capacity.
     fn take(&mut self) -> Result<StringArray, ArrowError> {
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
         let array = StringArray::try_new(
-            offsets,
+            self.offsets.take(),
             Buffer::from_slice_ref(&self.data),
-            nulls(&self.valid, self.nulls),
+            self.validity.take(),
         );
-        self.offsets.truncate(1);
         self.data.clear();
-        self.valid.clear();
-        self.nulls = 0;
         array
     }
-}
 
-fn nulls(valid: &[bool], count: usize) -> Option<NullBuffer> {
-    (count > 0).then(|| NullBuffer::from(valid))
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.data.clear();
+        self.validity.clear();
+    }
 }
 
 /// A fixed-width column.
 #[derive(Debug)]
 struct Prims<T> {
     values: Vec<T>,
-    valid: Vec<bool>,
-    nulls: usize,
+    validity: Validity,
 }
 
 impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
     fn with_capacity(rows: usize) -> Self {
         Prims {
             values: Vec::with_capacity(rows),
-            valid: Vec::with_capacity(rows),
-            nulls: 0,
+            validity: Validity::with_capacity(rows),
         }
     }
 
     #[inline]
     fn push(&mut self, v: Option<T>) {
         self.values.push(v.unwrap_or_default());
-        self.valid.push(v.is_some());
-        self.nulls += usize::from(v.is_none());
+        self.validity.push(v.is_some());
     }
 
     fn take(&mut self) -> (ScalarBuffer<T>, Option<NullBuffer>) {
-        let out = (
-            ScalarBuffer::from(Buffer::from_slice_ref(&self.values)),
-            nulls(&self.valid, self.nulls),
-        );
+        let values = ScalarBuffer::from(Buffer::from_slice_ref(&self.values));
         self.values.clear();
-        self.valid.clear();
-        self.nulls = 0;
-        out
+        (values, self.validity.take())
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.validity.clear();
     }
 }
 
 /// A string-to-string map column.
 #[derive(Debug)]
 struct Maps {
-    offsets: Vec<i32>,
+    offsets: Offsets,
     keys: Strs,
     values: Strs,
-    valid: Vec<bool>,
-    nulls: usize,
+    validity: Validity,
 }
 
 impl Maps {
     fn with_capacity(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
         Maps {
-            offsets,
+            offsets: Offsets::with_capacity(rows),
             keys: Strs::with_capacity(rows),
             values: Strs::with_capacity(rows),
-            valid: Vec::with_capacity(rows),
-            nulls: 0,
+            validity: Validity::with_capacity(rows),
         }
     }
 
     fn push(&mut self, v: Option<&Context<'_>>) {
-        if let Some(pairs) = v {
-            for (k, val) in pairs {
-                self.keys.push(Some(k));
-                self.values.push(val.as_deref());
-            }
+        for (k, val) in v.into_iter().flatten() {
+            self.keys.push(Some(k));
+            self.values.push(val.as_deref());
         }
-        self.valid.push(v.is_some());
-        self.nulls += usize::from(v.is_none());
-        self.offsets.push(self.keys.valid.len() as i32);
+        self.validity.push(v.is_some());
+        self.offsets.push(self.keys.len());
     }
 
     fn take(&mut self, ty: &DataType) -> Result<MapArray, ArrowError> {
@@ -187,68 +238,64 @@ impl Maps {
             ],
             None,
         )?;
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
-        let array = MapArray::try_new(
+        MapArray::try_new(
             Arc::clone(entries_field),
-            offsets,
+            self.offsets.take(),
             entries,
-            nulls(&self.valid, self.nulls),
+            self.validity.take(),
             *sorted,
-        );
-        self.offsets.truncate(1);
-        self.valid.clear();
-        self.nulls = 0;
-        array
+        )
+    }
+
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.keys.clear();
+        self.values.clear();
+        self.validity.clear();
     }
 }
 
 /// A list-of-strings column.
 #[derive(Debug)]
 struct Lists {
-    offsets: Vec<i32>,
+    offsets: Offsets,
     items: Strs,
-    valid: Vec<bool>,
-    nulls: usize,
+    validity: Validity,
 }
 
 impl Lists {
     fn with_capacity(rows: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
         Lists {
-            offsets,
+            offsets: Offsets::with_capacity(rows),
             items: Strs::with_capacity(rows),
-            valid: Vec::with_capacity(rows),
-            nulls: 0,
+            validity: Validity::with_capacity(rows),
         }
     }
 
     fn push(&mut self, v: Option<&[std::borrow::Cow<'_, str>]>) {
-        if let Some(items) = v {
-            for item in items {
-                self.items.push(Some(item));
-            }
+        for item in v.into_iter().flatten() {
+            self.items.push(Some(item));
         }
-        self.valid.push(v.is_some());
-        self.nulls += usize::from(v.is_none());
-        self.offsets.push(self.items.valid.len() as i32);
+        self.validity.push(v.is_some());
+        self.offsets.push(self.items.len());
     }
 
     fn take(&mut self, ty: &DataType) -> Result<ListArray, ArrowError> {
         let DataType::List(item_field) = ty else {
             return Err(ArrowError::SchemaError(format!("not a list type: {ty}")));
         };
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(Buffer::from_slice_ref(&self.offsets)));
-        let array = ListArray::try_new(
+        ListArray::try_new(
             Arc::clone(item_field),
-            offsets,
+            self.offsets.take(),
             Arc::new(self.items.take()?),
-            nulls(&self.valid, self.nulls),
-        );
-        self.offsets.truncate(1);
-        self.valid.clear();
-        self.nulls = 0;
-        array
+            self.validity.take(),
+        )
+    }
+
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.items.clear();
+        self.validity.clear();
     }
 }
 
@@ -299,29 +346,22 @@ impl EventBatchBuilder {
         self.len == 0
     }
 
-    /// Bytes of text buffered (strings, map keys and values).
+    /// Every column of text: the strings, the maps' keys and values, the lists' items.
+    fn text_columns(&self) -> impl Iterator<Item = &Strs> {
+        self.s
+            .iter()
+            .chain(self.maps.iter().flat_map(|m| [&m.keys, &m.values]))
+            .chain(self.lists.iter().map(|l| &l.items))
+    }
+
+    /// Bytes of text buffered.
     pub fn bytes(&self) -> usize {
-        self.s.iter().map(Strs::bytes).sum::<usize>()
-            + self
-                .maps
-                .iter()
-                .map(|m| m.keys.bytes() + m.values.bytes())
-                .sum::<usize>()
+        self.text_columns().map(|c| c.data.len()).sum()
     }
 
     /// Bytes of text the columns can hold without growing.
     pub fn capacity_bytes(&self) -> usize {
-        self.s.iter().map(|c| c.data.capacity()).sum::<usize>()
-            + self
-                .maps
-                .iter()
-                .map(|m| m.keys.data.capacity() + m.values.data.capacity())
-                .sum::<usize>()
-            + self
-                .lists
-                .iter()
-                .map(|l| l.items.data.capacity())
-                .sum::<usize>()
+        self.text_columns().map(|c| c.data.capacity()).sum()
     }
 
     /// True when the batch should be finished: `rows` rows, or [`MAX_BATCH_BYTES`] of text.
@@ -336,10 +376,14 @@ impl EventBatchBuilder {
 
     /// Drops the buffered rows (keeping the capacity).
     pub fn clear(&mut self) {
-        if self.len > 0 {
-            // finish() empties every column; its result is not needed.
-            let _ = self.finish();
-        }
+        self.s.iter_mut().for_each(Strs::clear);
+        self.b.iter_mut().for_each(Vec::clear);
+        self.ts.iter_mut().for_each(Prims::clear);
+        self.maps.iter_mut().for_each(Maps::clear);
+        self.lists.iter_mut().for_each(Lists::clear);
+        self.ints.iter_mut().for_each(Prims::clear);
+        self.days.clear();
+        self.len = 0;
     }
 
     pub fn append(&mut self, e: &KmsEvent<'_>) {
@@ -572,6 +616,25 @@ mod tests {
             assert!(days.is_valid(0) && days.is_null(1));
             assert_eq!(col("key_arn").null_count(), 2);
         }
+        // Rows dropped by clear() are in no later batch.
+        b.append(&KmsEvent {
+            event_id: "dropped".into(),
+            encryption_context: Some(vec![("k".into(), None)]),
+            ..Default::default()
+        });
+        b.clear();
+        assert!(b.is_empty() && b.bytes() == 0 && b.days().is_empty());
+        b.append(&KmsEvent {
+            event_id: "kept".into(),
+            ..Default::default()
+        });
+        let batch = b.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "kept");
+        let ctx = batch
+            .column(batch.schema().index_of("encryption_context").expect("ctx"))
+            .clone();
+        assert_eq!(ctx.as_map().entries().len(), 0);
     }
 
     #[test]
