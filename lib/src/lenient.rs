@@ -176,8 +176,7 @@ impl<'a> Cursor<'a> {
         }
         self.enter()?;
         if self.peek()? == b'}' {
-            self.pos += 1;
-            self.depth -= 1;
+            self.leave();
             return Ok(true);
         }
         loop {
@@ -190,8 +189,7 @@ impl<'a> Cursor<'a> {
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
-                    self.pos += 1;
-                    self.depth -= 1;
+                    self.leave();
                     return Ok(true);
                 }
                 _ => return self.err("expected ',' or '}' in an object"),
@@ -233,8 +231,7 @@ impl<'a> Cursor<'a> {
                 self.enter()?;
                 let mut out = Vec::new();
                 if self.peek()? == b']' {
-                    self.pos += 1;
-                    self.depth -= 1;
+                    self.leave();
                     return Ok(List(out));
                 }
                 loop {
@@ -242,8 +239,7 @@ impl<'a> Cursor<'a> {
                     match self.peek()? {
                         b',' => self.pos += 1,
                         b']' => {
-                            self.pos += 1;
-                            self.depth -= 1;
+                            self.leave();
                             return Ok(List(out));
                         }
                         _ => return self.err("expected ',' or ']' in an array"),
@@ -330,6 +326,12 @@ impl<'a> Cursor<'a> {
         }
         self.pos += 1;
         Ok(())
+    }
+
+    /// Past the closing bracket of what [`Cursor::enter`] entered.
+    fn leave(&mut self) {
+        self.pos += 1;
+        self.depth -= 1;
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Result<()> {

@@ -194,34 +194,7 @@ impl<'a> UserIdentity<'a> {
             "accessKeyId" => self.access_key_id = c.text()?,
             "userName" => self.user_name = c.text()?,
             "invokedBy" => self.invoked_by = c.text()?,
-            "sessionContext" => {
-                self.session_context = c.obj(|sc: &mut SessionContext<'a>, c, k| {
-                    match &*k {
-                        "attributes" => {
-                            sc.attributes = c.obj(|a: &mut SessionAttributes<'a>, c, k| {
-                                match &*k {
-                                    "mfaAuthenticated" => a.mfa_authenticated = c.flag()?,
-                                    "creationDate" => a.creation_date = c.text()?,
-                                    _ => c.skip()?,
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        "sessionIssuer" => {
-                            sc.session_issuer = c.obj(|i: &mut SessionIssuer<'a>, c, k| {
-                                match &*k {
-                                    "arn" => i.arn = c.text()?,
-                                    "userName" => i.user_name = c.text()?,
-                                    _ => c.skip()?,
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        _ => c.skip()?,
-                    }
-                    Ok(())
-                })?;
-            }
+            "sessionContext" => self.session_context = c.obj(SessionContext::member)?,
             _ => c.skip()?,
         }
         Ok(())
@@ -234,16 +207,49 @@ struct SessionContext<'a> {
     session_issuer: Obj<SessionIssuer<'a>>,
 }
 
+impl<'a> SessionContext<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "attributes" => self.attributes = c.obj(SessionAttributes::member)?,
+            "sessionIssuer" => self.session_issuer = c.obj(SessionIssuer::member)?,
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct SessionAttributes<'a> {
     mfa_authenticated: Flag,
     creation_date: Text<'a>,
 }
 
+impl<'a> SessionAttributes<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "mfaAuthenticated" => self.mfa_authenticated = c.flag()?,
+            "creationDate" => self.creation_date = c.text()?,
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct SessionIssuer<'a> {
     arn: Text<'a>,
     user_name: Text<'a>,
+}
+
+impl<'a> SessionIssuer<'a> {
+    fn member(&mut self, c: &mut Cursor<'a>, key: Cow<'a, str>) -> Result<(), JsonError> {
+        match &*key {
+            "arn" => self.arn = c.text()?,
+            "userName" => self.user_name = c.text()?,
+            _ => c.skip()?,
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
