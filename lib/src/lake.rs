@@ -20,7 +20,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
 
 use crate::object_name::ObjectName;
@@ -254,18 +254,15 @@ pub fn events_file_rel(stem: &str, day: i32) -> String {
 /// [`INGEST_ZSTD_COLUMNS`], for 3% smaller files). Compaction rewrites the files with zstd
 /// on every column ([`compacted_writer_properties`]).
 pub fn writer_properties() -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::UNCOMPRESSED)
+    let mut b = lake_properties(Compression::UNCOMPRESSED)
         // Files this small have one page per column: an offset index would point at it.
         .set_offset_index_disabled(true)
-        .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(128 * 1024))
-        .set_max_row_group_bytes(Some(8 * 1024 * 1024))
-        .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
+        .set_max_row_group_bytes(Some(8 * 1024 * 1024));
     for col in INGEST_ZSTD_COLUMNS {
         b = b.set_column_compression(column_path(col), zstd());
     }
-    common_column_settings(b).build()
+    b.build()
 }
 
 /// Options of every Parquet writer of the lake. The Arrow schema is not embedded in the
@@ -285,12 +282,9 @@ static INGEST_PROPERTIES: std::sync::LazyLock<Arc<WriterProperties>> =
 /// The settings of compacted files: large, so zstd on every column costs little and saves
 /// a third of the bytes of ingest's files.
 pub fn compacted_writer_properties() -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(zstd())
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+    let mut b = lake_properties(zstd())
         .set_max_row_group_row_count(Some(512 * 1024))
-        .set_max_row_group_bytes(Some(64 * 1024 * 1024))
-        .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
+        .set_max_row_group_bytes(Some(64 * 1024 * 1024));
     // Booleans and tiny integers are bit-packed already.
     for col in [
         "read_only",
@@ -302,7 +296,7 @@ pub fn compacted_writer_properties() -> WriterProperties {
     ] {
         b = b.set_column_compression(column_path(col), Compression::UNCOMPRESSED);
     }
-    common_column_settings(b).build()
+    b.build()
 }
 
 /// Columns zstd-compressed in ingest's per-object files: the ones where it at least halves
@@ -327,9 +321,13 @@ fn column_path(dotted: &str) -> ColumnPath {
     ColumnPath::new(dotted.split('.').map(str::to_owned).collect())
 }
 
-fn common_column_settings(
-    mut b: parquet::file::properties::WriterPropertiesBuilder,
-) -> parquet::file::properties::WriterPropertiesBuilder {
+/// What every file of the lake shares: the default codec given, column-chunk statistics,
+/// and which columns get neither statistics nor a dictionary.
+fn lake_properties(compression: Compression) -> WriterPropertiesBuilder {
+    let mut b = WriterProperties::builder()
+        .set_compression(compression)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_created_by(format!("kms-audit {}", env!("CARGO_PKG_VERSION")));
     // Min/max of raw JSON and free text prune nothing and cost comparisons of the longest
     // values in the file; nor do those of random ids (UUIDs, request ids, session ids and
     // access keys span their whole range in any file) or of the source object (one value
