@@ -510,11 +510,34 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Index of the first `"`, `\` or control character (< 0x20) at or after `from`. Strings
-/// in CloudTrail records are short, so a word at a time beats a vectorized search that
-/// has to be set up for each one.
+/// Index of the first `"`, `\` or control character (< 0x20) at or after `from`: 16 bytes
+/// at a time through `wide` (SSE2 on x86_64, NEON on aarch64), then a word at a time, then
+/// bytes. Strings in CloudTrail records are short, so there is no setup to amortize.
 #[inline]
 fn find_special(buf: &[u8], from: usize) -> Option<usize> {
+    use wide::u8x16;
+    let (quote, backslash, control) = (
+        u8x16::splat(b'"'),
+        u8x16::splat(b'\\'),
+        u8x16::splat(0x1f),
+    );
+    let mut i = from;
+    while let Some(lane) = buf.get(i..i + 16) {
+        let v = u8x16::new(lane.try_into().expect("16 bytes"));
+        // Unsigned v <= 0x1f as min(v, 0x1f) == v: SSE2 has no unsigned byte compare.
+        let hits = v.simd_eq(quote) | v.simd_eq(backslash) | v.min(control).simd_eq(v);
+        let hits = hits.to_bitmask();
+        if hits != 0 {
+            return Some(i + hits.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    find_special_swar(buf, i)
+}
+
+/// [`find_special`] a word at a time, for the last 15 bytes.
+#[inline]
+fn find_special_swar(buf: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     // High bit of each byte that is zero, exactly (no borrow between bytes).
@@ -761,20 +784,22 @@ mod tests {
 
     #[test]
     fn special_byte_search_is_exact() {
+        // 40 bytes: hits in the 16-byte lanes, in the word step and in the byte tail, from
+        // every start offset.
+        const LEN: usize = 40;
         for b in 0..=255u8 {
-            for at in 0..12 {
-                let mut v = vec![b'a'; 12];
+            let special = b == b'"' || b == b'\\' || b < 0x20;
+            for at in 0..LEN {
+                let mut v = vec![b'a'; LEN];
                 v[at] = b;
-                let want = (b == b'"' || b == b'\\' || b < 0x20).then_some(at);
-                assert_eq!(find_special(&v, 0), want, "byte {b} at {at}");
+                for from in [0, 1, 7, at] {
+                    let want = (special && from <= at).then_some(at);
+                    assert_eq!(find_special(&v, from), want, "byte {b} at {at} from {from}");
+                }
                 // Every other byte value before the hit is passed over.
-                let mut w = vec![b; 12];
+                let mut w = vec![b; LEN];
                 w[at] = b'"';
-                let first = if b == b'"' || b == b'\\' || b < 0x20 {
-                    0
-                } else {
-                    at
-                };
+                let first = if special { 0 } else { at };
                 assert_eq!(find_special(&w, 0), Some(first), "{b} then quote at {at}");
             }
         }
