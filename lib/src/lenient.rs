@@ -493,7 +493,7 @@ impl<'a> Cursor<'a> {
 
     /// Index of the first `"` or `\` at or after `from`; a control character before it is
     /// an error, as is the end of the text.
-    #[inline]
+    #[inline(always)]
     fn special(&mut self, from: usize) -> Result<usize> {
         let b = self.bytes();
         match find_special(b, from) {
