@@ -516,11 +516,7 @@ impl<'a> Cursor<'a> {
 #[inline]
 fn find_special(buf: &[u8], from: usize) -> Option<usize> {
     use wide::u8x16;
-    let (quote, backslash, control) = (
-        u8x16::splat(b'"'),
-        u8x16::splat(b'\\'),
-        u8x16::splat(0x1f),
-    );
+    let (quote, backslash, control) = (u8x16::splat(b'"'), u8x16::splat(b'\\'), u8x16::splat(0x1f));
     let mut i = from;
     while let Some(lane) = buf.get(i..i + 16) {
         let v = u8x16::new(lane.try_into().expect("16 bytes"));
