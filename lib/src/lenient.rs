@@ -133,8 +133,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> Result<u8> {
+        // CloudTrail writes compact JSON: the next byte is rarely whitespace, which is all
+        // at or below b' '.
+        match self.bytes().get(self.pos) {
+            Some(&c) if c > b' ' => Ok(c),
+            _ => self.peek_past_whitespace(),
+        }
+    }
+
+    #[cold]
+    fn peek_past_whitespace(&mut self) -> Result<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.pos) {
             match c {
@@ -753,19 +763,23 @@ mod tests {
         fn accepts_exactly_what_serde_json_accepts(
             value in arb_json(),
             at in proptest::prelude::any::<proptest::sample::Index>(),
-            byte in proptest::sample::select(b"{}[]:,\"\\ 0-.eE+tfnulx\x01".to_vec()),
+            byte in proptest::sample::select(b"{}[]:,\"\\ \n\t\r0-.eE+tfnulx\x01".to_vec()),
         ) {
-            let text = value.to_string();
-            let mut c = Cursor::new(&text);
-            proptest::prop_assert!(c.skip().is_ok() && c.finish().is_ok(), "{}", text);
-            let mut bytes = text.into_bytes();
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-            if let Ok(mutated) = String::from_utf8(bytes) {
-                let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&mutated).is_ok();
-                let mut c = Cursor::new(&mutated);
-                let ours = c.skip().and_then(|()| c.finish()).is_ok();
-                proptest::prop_assert_eq!(ours, theirs, "{}", mutated);
+            // Compact, as CloudTrail writes, and pretty: whitespace around every token.
+            let pretty = serde_json::to_string_pretty(&value).expect("serializes");
+            for text in [value.to_string(), pretty] {
+                let mut c = Cursor::new(&text);
+                proptest::prop_assert!(c.skip().is_ok() && c.finish().is_ok(), "{}", text);
+                let mut bytes = text.into_bytes();
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+                if let Ok(mutated) = String::from_utf8(bytes) {
+                    let theirs =
+                        serde_json::from_str::<serde::de::IgnoredAny>(&mutated).is_ok();
+                    let mut c = Cursor::new(&mutated);
+                    let ours = c.skip().and_then(|()| c.finish()).is_ok();
+                    proptest::prop_assert_eq!(ours, theirs, "{}", mutated);
+                }
             }
         }
 
