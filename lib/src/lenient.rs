@@ -398,7 +398,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string at `pos` (which is at its opening quote), borrowed when it has no escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<Cow<'a, str>> {
         self.pos += 1;
         let start = self.pos;
