@@ -27,7 +27,7 @@ use crate::schema::schema;
 pub struct EventBatchBuilder {
     len: usize,
     s: Vec<Strs>,
-    b: Vec<Vec<Option<bool>>>,
+    b: Vec<Bools>,
     ts: Vec<Prims<i64>>,
     maps: Vec<Maps>,
     lists: Vec<Lists>,
@@ -425,6 +425,46 @@ impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
     }
 }
 
+/// A boolean column: values and validity, both bit-packed when staged.
+#[derive(Debug)]
+struct Bools {
+    values: Vec<bool>,
+    validity: Validity,
+}
+
+impl Bools {
+    fn with_capacity(rows: usize) -> Self {
+        Bools {
+            values: Vec::with_capacity(rows),
+            validity: Validity::with_capacity(rows),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<bool>) {
+        self.values.push(v.unwrap_or_default());
+        self.validity.push(v.is_some());
+    }
+
+    fn stage(&mut self, arena: &mut Arena) -> Staged {
+        let values = arena.put_bits(self.values.iter().copied());
+        self.values.clear();
+        Staged::Bool {
+            values,
+            nulls: self.validity.stage(arena),
+        }
+    }
+
+    fn arena_bytes(&self) -> usize {
+        Arena::bits_bytes(self.values.len()) + self.validity.arena_bytes()
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.validity.clear();
+    }
+}
+
 /// A string-to-string map column.
 #[derive(Debug)]
 struct Maps {
@@ -551,7 +591,7 @@ impl EventBatchBuilder {
         EventBatchBuilder {
             len: 0,
             s: (0..N_UTF8).map(|_| Strs::with_capacity(rows)).collect(),
-            b: (0..N_BOOL).map(|_| Vec::with_capacity(rows)).collect(),
+            b: (0..N_BOOL).map(|_| Bools::with_capacity(rows)).collect(),
             ts: (0..N_TS).map(|_| Prims::with_capacity(rows)).collect(),
             maps: (0..N_MAP).map(|_| Maps::with_capacity(rows)).collect(),
             lists: (0..N_LIST).map(|_| Lists::with_capacity(rows)).collect(),
@@ -599,7 +639,7 @@ impl EventBatchBuilder {
     /// Drops the buffered rows (keeping the capacity).
     pub fn clear(&mut self) {
         self.s.iter_mut().for_each(Strs::clear);
-        self.b.iter_mut().for_each(Vec::clear);
+        self.b.iter_mut().for_each(Bools::clear);
         self.ts.iter_mut().for_each(Prims::clear);
         self.maps.iter_mut().for_each(Maps::clear);
         self.lists.iter_mut().for_each(Lists::clear);
@@ -699,16 +739,7 @@ impl EventBatchBuilder {
         for field in schema.fields() {
             staged.push(match field.data_type() {
                 DataType::Utf8 => Staged::Str(s.next().ok_or_else(missing)?.stage(&mut arena)),
-                DataType::Boolean => {
-                    let col = b.next().ok_or_else(missing)?;
-                    let values = arena.put_bits(col.iter().map(|v| v.unwrap_or_default()));
-                    let nulls = col
-                        .iter()
-                        .any(Option::is_none)
-                        .then(|| arena.put_bits(col.iter().map(Option::is_some)));
-                    col.clear();
-                    Staged::Bool { values, nulls }
-                }
+                DataType::Boolean => b.next().ok_or_else(missing)?.stage(&mut arena),
                 DataType::Timestamp(_, _) => {
                     let (values, nulls) = ts.next().ok_or_else(missing)?.stage(&mut arena);
                     Staged::Time { values, nulls }
@@ -737,9 +768,8 @@ impl EventBatchBuilder {
 
     /// Upper bound of the arena bytes of [`EventBatchBuilder::finish`].
     fn arena_bytes(&self) -> usize {
-        let bools: usize = self.b.iter().map(|c| 2 * Arena::bits_bytes(c.len())).sum();
         self.s.iter().map(Strs::arena_bytes).sum::<usize>()
-            + bools
+            + self.b.iter().map(Bools::arena_bytes).sum::<usize>()
             + self.ts.iter().map(Prims::arena_bytes).sum::<usize>()
             + self.ints.iter().map(Prims::arena_bytes).sum::<usize>()
             + self.maps.iter().map(Maps::arena_bytes).sum::<usize>()
