@@ -14,7 +14,6 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -276,8 +275,8 @@ pub fn arrow_writer_options(props: &WriterProperties) -> ArrowWriterOptions {
 }
 
 /// [`writer_properties`], built once.
-static INGEST_PROPERTIES: std::sync::LazyLock<Arc<WriterProperties>> =
-    std::sync::LazyLock::new(|| Arc::new(writer_properties()));
+static INGEST_PROPERTIES: std::sync::LazyLock<WriterProperties> =
+    std::sync::LazyLock::new(writer_properties);
 
 /// The settings of compacted files: large, so zstd on every column costs little and saves
 /// a third of the bytes of ingest's files.
@@ -362,7 +361,7 @@ fn lake_properties(compression: Compression) -> WriterPropertiesBuilder {
         "key_policy",
         "grant_id",
     ] {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(col), false);
+        b = b.set_column_dictionary_enabled(column_path(col), false);
     }
     b
 }
@@ -388,7 +387,6 @@ pub struct ObjectWriter<'l> {
     lake: &'l dyn LakeStore,
     stem: String,
     files: Vec<DayFile>,
-    props: Arc<WriterProperties>,
     writes: u64,
 }
 
@@ -414,7 +412,6 @@ impl<'l> ObjectWriter<'l> {
             lake,
             stem: object_file_stem(source_uri),
             files: Vec::new(),
-            props: Arc::clone(&INGEST_PROPERTIES),
             writes: 0,
         }
     }
@@ -458,7 +455,7 @@ impl<'l> ObjectWriter<'l> {
                 let writer = ArrowWriter::try_new_with_options(
                     file,
                     batch.schema(),
-                    arrow_writer_options(&self.props),
+                    arrow_writer_options(&INGEST_PROPERTIES),
                 )
                 .map_err(|source| LakeError::Parquet {
                     path: staged.display().to_string(),
