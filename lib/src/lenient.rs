@@ -521,8 +521,8 @@ impl<'a> Cursor<'a> {
 }
 
 /// Index of the first `"`, `\` or control character (< 0x20) at or after `from`: 16 bytes
-/// at a time through `wide` (SSE2 on x86_64, NEON on aarch64), then a word at a time, then
-/// bytes. Strings in CloudTrail records are short, so there is no setup to amortize.
+/// at a time through `wide` (SSE2 on x86_64, NEON on aarch64), then the tail byte by
+/// byte. Strings in CloudTrail records are short, so there is no setup to amortize.
 #[inline]
 fn find_special(buf: &[u8], from: usize) -> Option<usize> {
     use wide::u8x16;
@@ -538,38 +538,7 @@ fn find_special(buf: &[u8], from: usize) -> Option<usize> {
         }
         i += 16;
     }
-    find_special_swar(buf, i)
-}
-
-/// [`find_special`] a word at a time, for the last 15 bytes.
-#[inline]
-fn find_special_swar(buf: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // High bit of each byte that is zero, exactly (no borrow between bytes).
-    #[inline]
-    fn zero_bytes(x: u64) -> u64 {
-        !((((x & !HI).wrapping_add(!HI)) | x) | !HI)
-    }
-    // High bit of each byte below 0x20, exactly: (b & 0x7f) + 0x60 carries into bit 7 iff
-    // b & 0x7f >= 0x20, and bytes with bit 7 set are not below 0x20.
-    #[inline]
-    fn below_space(x: u64) -> u64 {
-        !(((x & !HI) + LO * 0x60) | x) & HI
-    }
-    let mut i = from;
-    while let Some(chunk) = buf.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let hits = zero_bytes(w ^ (LO * u64::from(b'"')))
-            | zero_bytes(w ^ (LO * u64::from(b'\\')))
-            | below_space(w);
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
+    // The last 15 bytes, one at a time.
     buf.get(i..)?
         .iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
