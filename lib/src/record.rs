@@ -727,8 +727,8 @@ pub struct KeyArnParts<'s> {
 
 /// Splits `arn:aws:kms:us-east-1:111122223333:key/<id>`.
 pub fn split_key_arn(arn: &str) -> Option<KeyArnParts<'_>> {
-    // Every KMS row resolves its key through here, so the five colons are found with memchr
-    // rather than a general string splitter (a tenth of the cost).
+    // Every KMS row resolves its key through here, so the colons are found with memchr
+    // rather than a general string splitter (about 40% of its instructions, by callgrind).
     let rest = arn.strip_prefix("arn:")?;
     let mut colons = memchr::memchr_iter(b':', rest.as_bytes());
     let (c1, c2, c3, c4) = (
