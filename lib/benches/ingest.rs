@@ -18,7 +18,9 @@
 //! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached),
 //! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`),
 //! `KMS_AUDIT_BENCH_ROUNDS` (default 3), `KMS_AUDIT_BENCH_ONLY` (`parse`, `e2e` or `large`:
-//! that phase alone, for profiling).
+//! that phase alone, for profiling), `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
+//! object only, so an instruction-level profile of a fraction of the corpus still sees
+//! objects of the real size).
 
 use std::fs;
 use std::io::{self, Read};
@@ -398,7 +400,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
-        println!("{}", breakdown(&parse_phase(&files)?));
+        let every = env_u64("KMS_AUDIT_BENCH_EVERY", 1).max(1) as usize;
+        let sample: Vec<PathBuf> = files.iter().step_by(every).cloned().collect();
+        println!("{}", breakdown(&parse_phase(&sample)?));
         return Ok(());
     }
     let gz_bytes: u64 = files
