@@ -43,8 +43,9 @@ pub fn classify<'a>(bytes: &'a [u8], source_object: &'a str) -> Outcome<'a> {
     if KMS_FINDER.find(bytes).is_none() {
         return Outcome::Skipped;
     }
-    // Validate UTF-8 once for the whole record (serde_json would do it string by string).
-    let text = match std::str::from_utf8(bytes) {
+    // Validate UTF-8 once for the whole record (serde_json would do it string by string),
+    // with vector instructions chosen at run time (std's check is a word at a time).
+    let text = match simdutf8::compat::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             return Outcome::Rejected(RejectReason {
@@ -876,6 +877,62 @@ mod tests {
             arn in "(arn:)?(aws|)(:kms|:s3|)(:[a-z0-9-]{0,4}){0,3}(:key/|:alias/|key/|:)?[a-z0-9:/é-]{0,6}"
         ) {
             proptest::prop_assert_eq!(split_key_arn(&arn), split_key_arn_reference(&arn));
+        }
+    }
+
+    const KMS_RECORD: &str = r#"{"eventVersion":"1.09","eventTime":"2026-11-03T21:35:40Z","eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"eu-west-1","userAgent":"agent ünï ☃ aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64","requestParameters":{"encryptionContext":{"app":"billing"}},"eventID":"abc-1","recipientAccountId":"111122223333"}"#;
+
+    /// The record-level check is simdutf8's; it must accept and reject exactly what std
+    /// does, and name the same place.
+    fn check_utf8_like_std(bytes: &[u8]) -> Result<(), String> {
+        match (
+            std::str::from_utf8(bytes),
+            classify(bytes, "s3://b/o.json.gz"),
+        ) {
+            (Ok(_), Outcome::Kms(e)) if e.event_id == "abc-1" => Ok(()),
+            (Err(want), Outcome::Rejected(r)) => {
+                if r.reason == format!("invalid UTF-8: {want}")
+                    && r.event_id.as_deref() == Some("abc-1")
+                {
+                    Ok(())
+                } else {
+                    Err(format!("std says {want}, got {r:?}"))
+                }
+            }
+            (want, got) => Err(format!("std says {want:?}, got {got:?}")),
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_rejects_the_record_and_says_where() {
+        assert_eq!(check_utf8_like_std(KMS_RECORD.as_bytes()), Ok(()));
+        let at = KMS_RECORD.find("agent").expect("a user agent");
+        let mut bad = KMS_RECORD.as_bytes().to_vec();
+        bad[at] = 0xFF;
+        let Outcome::Rejected(r) = classify(&bad, "o") else {
+            panic!("a record with invalid UTF-8 is rejected");
+        };
+        assert_eq!(
+            r.reason,
+            format!("invalid UTF-8: invalid utf-8 sequence of 1 bytes from index {at}")
+        );
+        assert_eq!(check_utf8_like_std(&bad), Ok(()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn record_utf8_check_agrees_with_std(
+            edits in proptest::collection::vec((0usize..1000, 0x80u8..=0xFF), 0..4)
+        ) {
+            let mut bytes = KMS_RECORD.as_bytes().to_vec();
+            // Edits land inside the user agent's text, so the JSON stays well-formed and
+            // only the UTF-8 can be wrong.
+            let start = KMS_RECORD.find("agent").expect("a user agent");
+            let len = KMS_RECORD[start..].find('"').expect("its end");
+            for (at, b) in edits {
+                bytes[start + at % len] = b;
+            }
+            proptest::prop_assert_eq!(check_utf8_like_std(&bytes), Ok(()));
         }
     }
 
