@@ -388,14 +388,14 @@ impl Strs {
     }
 }
 
-/// A fixed-width column.
+/// A fixed-width column: numbers, or booleans (bit-packed when staged).
 #[derive(Debug)]
 struct Prims<T> {
     values: Vec<T>,
     validity: Validity,
 }
 
-impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
+impl<T: Copy + Default> Prims<T> {
     fn with_capacity(rows: usize) -> Self {
         Prims {
             values: Vec::with_capacity(rows),
@@ -409,6 +409,13 @@ impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
         self.validity.push(v.is_some());
     }
 
+    fn clear(&mut self) {
+        self.values.clear();
+        self.validity.clear();
+    }
+}
+
+impl<T: arrow::datatypes::ArrowNativeType> Prims<T> {
     fn stage(&mut self, arena: &mut Arena) -> (Span, Option<Bits>) {
         let values = arena.put(&self.values);
         self.values.clear();
@@ -418,35 +425,13 @@ impl<T: Copy + Default + arrow::datatypes::ArrowNativeType> Prims<T> {
     fn arena_bytes(&self) -> usize {
         Arena::bytes_of(&self.values) + self.validity.arena_bytes()
     }
-
-    fn clear(&mut self) {
-        self.values.clear();
-        self.validity.clear();
-    }
 }
 
-/// A boolean column: values and validity, both bit-packed when staged.
-#[derive(Debug)]
-struct Bools {
-    values: Vec<bool>,
-    validity: Validity,
-}
+/// A boolean column.
+type Bools = Prims<bool>;
 
 impl Bools {
-    fn with_capacity(rows: usize) -> Self {
-        Bools {
-            values: Vec::with_capacity(rows),
-            validity: Validity::with_capacity(rows),
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, v: Option<bool>) {
-        self.values.push(v.unwrap_or_default());
-        self.validity.push(v.is_some());
-    }
-
-    fn stage(&mut self, arena: &mut Arena) -> Staged {
+    fn stage_bits(&mut self, arena: &mut Arena) -> Staged {
         let values = arena.put_bits(self.values.iter().copied());
         self.values.clear();
         Staged::Bool {
@@ -455,13 +440,8 @@ impl Bools {
         }
     }
 
-    fn arena_bytes(&self) -> usize {
+    fn arena_bits_bytes(&self) -> usize {
         Arena::bits_bytes(self.values.len()) + self.validity.arena_bytes()
-    }
-
-    fn clear(&mut self) {
-        self.values.clear();
-        self.validity.clear();
     }
 }
 
@@ -739,7 +719,7 @@ impl EventBatchBuilder {
         for field in schema.fields() {
             staged.push(match field.data_type() {
                 DataType::Utf8 => Staged::Str(s.next().ok_or_else(missing)?.stage(&mut arena)),
-                DataType::Boolean => b.next().ok_or_else(missing)?.stage(&mut arena),
+                DataType::Boolean => b.next().ok_or_else(missing)?.stage_bits(&mut arena),
                 DataType::Timestamp(_, _) => {
                     let (values, nulls) = ts.next().ok_or_else(missing)?.stage(&mut arena);
                     Staged::Time { values, nulls }
@@ -769,7 +749,7 @@ impl EventBatchBuilder {
     /// Upper bound of the arena bytes of [`EventBatchBuilder::finish`].
     fn arena_bytes(&self) -> usize {
         self.s.iter().map(Strs::arena_bytes).sum::<usize>()
-            + self.b.iter().map(Bools::arena_bytes).sum::<usize>()
+            + self.b.iter().map(Bools::arena_bits_bytes).sum::<usize>()
             + self.ts.iter().map(Prims::arena_bytes).sum::<usize>()
             + self.ints.iter().map(Prims::arena_bytes).sum::<usize>()
             + self.maps.iter().map(Maps::arena_bytes).sum::<usize>()
