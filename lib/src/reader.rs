@@ -14,7 +14,7 @@
 //! time with vector masks (see `ValueScanner`), so deciding whether a record is worth a
 //! full parse costs a scan at a few GB/s, not an allocation.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, Read};
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -81,11 +81,65 @@ pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Box<dyn
     }
     let stream = io::Cursor::new(head[..n].to_vec()).chain(src);
     if head[..n] == [0x1f, 0x8b] {
-        Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-            CHUNK, stream,
-        ))))
+        Ok(Box::new(MultiGzDecoder::new(SpareBufReader::new(stream))))
     } else {
         Ok(Box::new(stream))
+    }
+}
+
+/// The buffered input of the gzip decoder, with its buffer taken from (and given back to)
+/// the thread's spare buffers. A `BufReader` of the same size allocated and zeroed
+/// 256 KiB per object, which for CloudTrail's typical 20 KB objects cost more than reading
+/// them (and made the allocator grow and trim the heap for every object).
+struct SpareBufReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+}
+
+impl<R> SpareBufReader<R> {
+    fn new(inner: R) -> Self {
+        SpareBufReader {
+            inner,
+            buf: take_spare_buffer(),
+            pos: 0,
+            filled: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for SpareBufReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // As `BufReader` does: a large read with nothing buffered bypasses the buffer.
+        if self.pos == self.filled && out.len() >= self.buf.len() {
+            return self.inner.read(out);
+        }
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for SpareBufReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.filled {
+            self.filled = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        Ok(&self.buf[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.filled);
+    }
+}
+
+impl<R> Drop for SpareBufReader<R> {
+    fn drop(&mut self) {
+        give_back_spare_buffer(std::mem::take(&mut self.buf));
     }
 }
 
@@ -121,32 +175,43 @@ thread_local! {
     static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Buffers kept per thread for reuse.
+/// Buffers kept per thread for reuse: an object in flight holds two (the gzip input's and
+/// the record reader's).
 const SPARE_BUFFERS_KEPT: usize = 2;
+
+/// A `CHUNK`-sized buffer, from the thread's spares when there is one.
+fn take_spare_buffer() -> Vec<u8> {
+    SPARE_BUFFERS
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; CHUNK])
+}
+
+/// Keeps `buf` for the next reader on this thread. Only buffers of the standard size go
+/// back: one grown for a huge record is freed.
+fn give_back_spare_buffer(buf: Vec<u8>) {
+    if buf.len() != CHUNK {
+        return;
+    }
+    // `try_with`: a reader dropped while the thread exits has nowhere to return to.
+    let _ = SPARE_BUFFERS.try_with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < SPARE_BUFFERS_KEPT {
+            spare.push(buf);
+        }
+    });
+}
 
 impl<R> Drop for RecordReader<R> {
     fn drop(&mut self) {
-        // Only buffers of the standard size go back: one grown for a huge record is freed.
-        if self.buf.len() == CHUNK {
-            let buf = std::mem::take(&mut self.buf);
-            SPARE_BUFFERS.with(|s| {
-                let mut spare = s.borrow_mut();
-                if spare.len() < SPARE_BUFFERS_KEPT {
-                    spare.push(buf);
-                }
-            });
-        }
+        give_back_spare_buffer(std::mem::take(&mut self.buf));
     }
 }
 
 impl<R: Read> RecordReader<R> {
     pub fn new(src: R) -> Self {
-        let buf = SPARE_BUFFERS
-            .with(|s| s.borrow_mut().pop())
-            .unwrap_or_else(|| vec![0; CHUNK]);
         RecordReader {
             src,
-            buf,
+            buf: take_spare_buffer(),
             start: 0,
             pos: 0,
             end: 0,
@@ -851,6 +916,69 @@ mod tests {
         assert_eq!(r.next_item().expect("end"), None);
     }
 
+    /// The gzip input's buffer hands over exactly the source's bytes, whatever the read
+    /// sizes: small reads through the buffer, reads of a buffer or more around it.
+    #[test]
+    fn spare_buf_reader_passes_every_byte_through() {
+        let src: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect();
+        let mut r = SpareBufReader::new(io::Cursor::new(src.clone()));
+        let (mut got, mut sizes) = (Vec::new(), [1, 7, CHUNK, 2 * CHUNK, 3].iter().cycle());
+        loop {
+            let mut out = vec![0; *sizes.next().expect("cycle")];
+            let n = r.read(&mut out).expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&out[..n]);
+        }
+        assert_eq!(got.len(), src.len());
+        assert!(got == src, "bytes differ");
+        // And through `BufRead`, as the gzip decoder reads it.
+        let mut r = SpareBufReader::new(io::Cursor::new(src.clone()));
+        let mut got = Vec::new();
+        loop {
+            let avail = r.fill_buf().expect("fill").len().min(1000);
+            if avail == 0 {
+                break;
+            }
+            got.extend_from_slice(&r.fill_buf().expect("fill")[..avail]);
+            r.consume(avail);
+        }
+        assert!(got == src, "bytes differ through BufRead");
+    }
+
+    /// The second object on a thread reads with the first one's two buffers instead of
+    /// allocating (and zeroing) new ones.
+    #[test]
+    fn the_next_object_reuses_the_buffers_of_the_last() {
+        use std::io::Write;
+        let gz = |text: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text).expect("gz");
+            e.finish().expect("gz")
+        };
+        let spares = || SPARE_BUFFERS.with(|s| s.borrow().iter().map(|b| b.as_ptr()).collect());
+        let read_all = |bytes: Vec<u8>| {
+            let mut r = RecordReader::new(decompressing(io::Cursor::new(bytes)).expect("open"));
+            let mut n = 0;
+            while r.next_item().expect("item").is_some() {
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(read_all(gz(br#"{"Records":[{"a":1},{"b":2}]}"#)), 2);
+        let first: Vec<*const u8> = spares();
+        assert_eq!(first.len(), 2, "both buffers come back");
+        // Held by the next object while it is read: none left over, none added.
+        let r = RecordReader::new(decompressing(io::Cursor::new(gz(b"[{}]"))).expect("open"));
+        assert!(spares().is_empty(), "the next object took both");
+        drop(r);
+        let mut again: Vec<*const u8> = spares();
+        again.sort();
+        let mut first = first;
+        first.sort();
+        assert_eq!(again, first, "the same two buffers, not new ones");
+    }
     fn all_chunkings(input: &str) -> Vec<String> {
         let first = collect(input.as_bytes(), usize::MAX).expect("whole");
         for chunk in [1, 2, 3, 5, 7, 64] {
