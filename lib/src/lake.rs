@@ -16,11 +16,12 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
 use crate::object_name::ObjectName;
 use crate::schema::{PARTITION_COLUMN, TABLE};
@@ -264,15 +265,30 @@ pub fn writer_properties() -> WriterProperties {
     b.build()
 }
 
-/// Options of every Parquet writer of the lake. The Arrow schema is not embedded in the
-/// files: the Parquet schema already says everything the lake's readers need (the table
-/// schema comes from [`crate::schema`]), and for a small per-object file the embedded copy
-/// (4.5 KB for 56 columns) was a quarter of its bytes.
+/// Options of every Parquet writer of the lake, which writes [`crate::schema::schema`]. The
+/// Arrow schema is not embedded in the files: the Parquet schema already says everything
+/// the lake's readers need (the table schema comes from [`crate::schema`]), and for a small
+/// per-object file the embedded copy (4.5 KB for 56 columns) was a quarter of its bytes.
 pub fn arrow_writer_options(props: &WriterProperties) -> ArrowWriterOptions {
-    ArrowWriterOptions::new()
+    let options = ArrowWriterOptions::new()
         .with_properties(props.clone())
-        .with_skip_arrow_metadata(true)
+        .with_skip_arrow_metadata(true);
+    match &*LAKE_PARQUET_SCHEMA {
+        Some(schema) => options.with_parquet_schema(schema.clone()),
+        // The writer converts the schema itself and reports why it cannot.
+        None => options,
+    }
 }
+
+/// The Parquet schema of [`crate::schema::schema`], converted once: converting it for every
+/// file (some 60 types and descriptors) was 1.4% of ingest's instructions. The writer's
+/// default conversion, so the files are the same.
+static LAKE_PARQUET_SCHEMA: std::sync::LazyLock<Option<SchemaDescriptor>> =
+    std::sync::LazyLock::new(|| {
+        ArrowSchemaConverter::new()
+            .convert(&crate::schema::schema())
+            .ok()
+    });
 
 /// [`writer_properties`], built once.
 static INGEST_PROPERTIES: std::sync::LazyLock<WriterProperties> =
@@ -452,9 +468,10 @@ impl<'l> ObjectWriter<'l> {
                 let staged = staging_path(self.lake, &format!("{}.{day}", self.stem));
                 let file =
                     File::create(&staged).map_err(|e| LakeError::io("creating", &staged, e))?;
+                // Batches have the lake schema (the builder's), which the options name.
                 let writer = ArrowWriter::try_new_with_options(
                     file,
-                    batch.schema(),
+                    crate::schema::schema(),
                     arrow_writer_options(&INGEST_PROPERTIES),
                 )
                 .map_err(|source| LakeError::Parquet {
@@ -651,7 +668,20 @@ mod tests {
                 .is_none_or(|kv| kv.iter().all(|k| k.key != "ARROW:schema"))
         );
         let lake_schema = crate::schema::schema();
+        // The schema converted once is the one the writer would convert for each file.
+        let converted = ArrowSchemaConverter::new()
+            .convert(&lake_schema)
+            .expect("convert");
+        assert_eq!(
+            reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .root_schema(),
+            converted.root_schema()
+        );
         let file_schema = reader.schema();
+        assert_eq!(file_schema.fields().len(), lake_schema.fields().len());
         for (want, got) in lake_schema.fields().iter().zip(file_schema.fields()) {
             assert_eq!(want.name(), got.name());
             assert_eq!(want.data_type(), got.data_type(), "{}", want.name());
