@@ -90,7 +90,7 @@ pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Box<dyn
 /// The buffered input of the gzip decoder, with its buffer taken from (and given back to)
 /// the thread's spare buffers. A `BufReader` of the same size allocated and zeroed
 /// 256 KiB per object, which for CloudTrail's typical 20 KB objects cost more than reading
-/// them (and made the allocator grow and trim the heap for every object).
+/// them (a third of ingest's page faults).
 struct SpareBufReader<R> {
     inner: R,
     buf: Vec<u8>,
