@@ -39,6 +39,10 @@ pub enum ReadError {
     Truncated { offset: u64, context: &'static str },
     #[error("a record at byte {offset} is larger than {MAX_RECORD_BYTES} bytes")]
     RecordTooLarge { offset: u64 },
+    /// The object has neither the gzip magic bytes nor JSON at its start: most likely not
+    /// a CloudTrail log at all, whatever its name says.
+    #[error("not gzip (no gzip magic bytes) and not JSON: {reason}")]
+    NotGzipOrJson { reason: String },
 }
 
 /// One element of the record stream.
@@ -65,10 +69,38 @@ enum Mode {
     Done,
 }
 
+/// An object's bytes as JSON text: gunzipped when they start with the gzip magic bytes,
+/// else as they are.
+pub struct Decoded {
+    inner: Box<dyn Read + Send>,
+    gzip: bool,
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("gzip", &self.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decoded {
+    /// Whether the object started with the gzip magic bytes.
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
+    }
+}
+
+impl Read for Decoded {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(out)
+    }
+}
+
 /// Wraps a reader, gunzipping it if it starts with the gzip magic bytes. The first two
 /// bytes are read however the source delivers them (a network stream may return one byte
 /// at a time) and put back in front of the stream.
-pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Box<dyn Read + Send>> {
+pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Decoded> {
     let mut head = [0u8; 2];
     let mut n = 0;
     while n < head.len() {
@@ -80,11 +112,13 @@ pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Box<dyn
         }
     }
     let stream = io::Cursor::new(head[..n].to_vec()).chain(src);
-    if head[..n] == [0x1f, 0x8b] {
-        Ok(Box::new(MultiGzDecoder::new(SpareBufReader::new(stream))))
+    let gzip = head[..n] == [0x1f, 0x8b];
+    let inner: Box<dyn Read + Send> = if gzip {
+        Box::new(MultiGzDecoder::new(SpareBufReader::new(stream)))
     } else {
-        Ok(Box::new(stream))
-    }
+        Box::new(stream)
+    };
+    Ok(Decoded { inner, gzip })
 }
 
 /// The buffered input of the gzip decoder, with its buffer taken from (and given back to)

@@ -216,6 +216,9 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
     std::fs::write(&truncated, &good[..good.len() / 2]).expect("write");
     let not_gzip = dir.join("not-gzip.json.gz");
     std::fs::write(&not_gzip, b"\x00\x01\x02binary garbage").expect("write");
+    // Gzip, but of something that is not JSON: the JSON is what is wrong.
+    let gzip_of_text = dir.join("gzip-of-text.json.gz");
+    std::fs::write(&gzip_of_text, gz(b"hello")).expect("write");
     let bad_json = dir.join("bad-envelope.json.gz");
     std::fs::write(
         &bad_json,
@@ -237,8 +240,8 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
 
     let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
     let run = ingest(std::slice::from_ref(&trail), &lake);
-    assert_eq!(run.objects, manifest.log_files.len() as u64 + 5);
-    assert_eq!(run.objects_failed, 4, "{:#?}", run.failures);
+    assert_eq!(run.objects, manifest.log_files.len() as u64 + 6);
+    assert_eq!(run.objects_failed, 5, "{:#?}", run.failures);
     let mut failed: Vec<(String, String)> = run
         .failures
         .iter()
@@ -258,6 +261,7 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
         vec![
             "bad-envelope.json.gz",
             "cut-envelope.json",
+            "gzip-of-text.json.gz",
             "not-gzip.json.gz",
             "truncated-gzip.json.gz"
         ]
@@ -268,8 +272,16 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
         assert!(!f.retryable(), "{f}");
         match (&f.kind, f.object.rsplit('/').next().unwrap_or_default()) {
             (ObjectErrorKind::Read(ReadError::Io { .. }), "truncated-gzip.json.gz") => {}
-            (ObjectErrorKind::Read(ReadError::Json { .. }), "not-gzip.json.gz") => {}
+            (ObjectErrorKind::Read(ReadError::NotGzipOrJson { reason }), "not-gzip.json.gz") => {
+                assert!(
+                    f.to_string()
+                        .ends_with("not gzip (no gzip magic bytes) and not JSON: expected '{' or '[' at the top level, found byte 0x00"),
+                    "{f}"
+                );
+                assert!(reason.contains("found"), "{reason}");
+            }
             (ObjectErrorKind::Read(ReadError::Json { .. }), "bad-envelope.json.gz") => {}
+            (ObjectErrorKind::Read(ReadError::Json { offset: 0, .. }), "gzip-of-text.json.gz") => {}
             (ObjectErrorKind::Read(ReadError::Truncated { .. }), "cut-envelope.json") => {}
             (kind, name) => panic!("unexpected {name}: {kind:?}"),
         }
