@@ -239,16 +239,6 @@ impl Drop for RejectSink<'_> {
 }
 
 /// Ingests one object into the lake.
-/// An object without the gzip magic bytes is read as plain JSON; when it is not JSON from
-/// its first byte either, the error says it is neither (the object's name most likely
-/// claims `.json.gz`), instead of only that the JSON is invalid.
-fn neither_gzip_nor_json(e: ReadError, gzip: bool) -> ReadError {
-    match e {
-        ReadError::Json { offset: 0, reason } if !gzip => ReadError::NotGzipOrJson { reason },
-        e => e,
-    }
-}
-
 pub fn ingest_object(
     obj: &dyn SourceObject,
     lake: &dyn LakeStore,
@@ -292,7 +282,7 @@ pub fn ingest_object(
             let item = match reader.next_item() {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
-                Err(e) => return Err(fail(neither_gzip_nor_json(e, gzip).into(), counts.records)),
+                Err(e) => return Err(fail(e.for_input(gzip).into(), counts.records)),
             };
             let index = counts.records;
             counts.records += 1;

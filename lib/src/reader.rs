@@ -45,6 +45,19 @@ pub enum ReadError {
     NotGzipOrJson { reason: String },
 }
 
+impl ReadError {
+    /// The error as it reads for an input that was (`gzip`) or was not gzip-compressed.
+    /// Input without the gzip magic bytes is read as plain JSON; when it is not JSON from
+    /// its first byte either, it is neither (an object whose name most likely claims
+    /// `.json.gz`), and the error says so instead of only that the JSON is invalid.
+    pub fn for_input(self, gzip: bool) -> ReadError {
+        match self {
+            ReadError::Json { offset: 0, reason } if !gzip => ReadError::NotGzipOrJson { reason },
+            e => e,
+        }
+    }
+}
+
 /// One element of the record stream.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item<'a> {
