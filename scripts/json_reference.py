@@ -1,5 +1,5 @@
 """simdjson's parse-only speed on the benchmark corpus: a reference point for kms-audit's
-parse + extract stage (see README, Performance).
+parse + extract stage (see docs/performance.md).
 
     python3 -m venv .venv && .venv/bin/pip install pysimdjson==7.0.2
     .venv/bin/python scripts/json_reference.py [corpus dir]

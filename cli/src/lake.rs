@@ -23,7 +23,7 @@ impl Lake {
     /// Opens the lake at `location`; loads the AWS configuration when the lake or
     /// `more_s3` (other S3 locations of the command, such as sources) need it.
     pub fn open(location: &str, more_s3: bool) -> Result<Lake> {
-        let rt = crate::runtime()?;
+        let rt = runtime()?;
         let s3 = S3Uri::parse(location);
         if s3.is_none() && location.contains("://") {
             anyhow::bail!("lake {location}: a lake is a directory or an s3://bucket/prefix");
@@ -64,10 +64,17 @@ impl Lake {
     pub fn query(&self) -> Result<SessionContext> {
         let _guard = self.rt.enter();
         let ctx = match (&self.local, &self.s3, &self.aws) {
-            (Some(local), _, _) => kms_audit::query::open_local(local.root())?,
-            (None, Some(uri), Some(aws)) => kms_audit::query::open_s3(aws, uri)?,
+            (Some(local), _, _) => kms_audit::sql::open_local(local.root())?,
+            (None, Some(uri), Some(aws)) => kms_audit::sql::open_s3(aws, uri)?,
             _ => anyhow::bail!("lake {}: cannot be queried", self.location),
         };
         Ok(ctx)
     }
+}
+
+/// The tokio runtime of a command (the AWS SDK and DataFusion are async).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

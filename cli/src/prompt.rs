@@ -10,8 +10,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 use datafusion::prelude::SessionContext;
-use kms_audit::query::{OutputFormat, run_sql, write_batches};
 use kms_audit::schema::{COLUMNS, PARTITION_COLUMN, PARTITION_DOC, TABLE};
+use kms_audit::sql::{OutputFormat, run_sql, write_batches};
 use rustyline::error::ReadlineError;
 
 const HELP: &str = "\\d            list tables and views

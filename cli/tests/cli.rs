@@ -136,6 +136,31 @@ fn interactive_sql_reads_statements_from_stdin() {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().expect("tmp");
+    // `kms-audit sql ... | head -2`: far more output than a pipe holds.
+    let sql = "SELECT unnest(range(0, 300000)) AS n";
+    let mut child = command(
+        &["sql", "--lake", "lake", "--format", "csv", sql],
+        tmp.path(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("a line");
+    assert_eq!(first, "n\n");
+    drop(reader);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(stderr(&out), "", "nothing said about the closed pipe");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn schema_lists_every_column() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = kms_audit(&["schema"], tmp.path());

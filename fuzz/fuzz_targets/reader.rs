@@ -3,9 +3,9 @@
 //! record must be accounted for.
 #![no_main]
 
-use kms_audit::batch::EventBatchBuilder;
-use kms_audit::reader::{Item, RecordReader, decompressing};
-use kms_audit::record::{Outcome, classify};
+use kms_audit::ingest::batch::EventBatchBuilder;
+use kms_audit::ingest::reader::{Item, RecordReader, decompressing};
+use kms_audit::ingest::record::{Outcome, classify};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -28,14 +28,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
-use kms_audit::batch::with_builder;
-use kms_audit::generate::{GenConfig, generate_tree, write_large_object};
+use kms_audit::ingest::batch::with_builder;
+use kms_audit::ingest::reader::{Item, RecordReader};
+use kms_audit::ingest::record::{KMS_EVENT_SOURCE, Outcome, classify};
 use kms_audit::ingest::{
     BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object, local_sources,
 };
 use kms_audit::lake::LocalLake;
-use kms_audit::reader::{Item, RecordReader};
-use kms_audit::record::{KMS_EVENT_SOURCE, Outcome, classify};
+use kms_audit_generate::{GenConfig, generate_tree, write_large_object};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

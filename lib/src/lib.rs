@@ -2,25 +2,30 @@
 //!
 //! Turns AWS CloudTrail logs into a typed, queryable audit trail of AWS KMS key usage.
 //!
-//! The pipeline, one module per stage:
+//! The pipeline, one folder per responsibility:
 //!
-//! 1. [`object_name`]: which objects are CloudTrail logs (and which are digests, Insights
-//!    files or something else), from the documented S3 key layout.
-//! 2. [`reader`]: a streaming splitter from (gzipped) bytes to one record at a time, in
-//!    memory bounded by the largest record, never by the object.
-//! 3. [`record`]: a cheap "is this KMS?" test, then a zero-copy, schema-drift tolerant parse
-//!    of KMS records into a [`record::KmsEvent`] with every column of [`schema::COLUMNS`].
-//! 4. [`batch`] and [`lake`]: Arrow batches into Parquet files partitioned by event date,
-//!    one deterministic file per (object, day), published atomically.
-//! 5. [`ingest`]: the orchestration with exact accounting
-//!    (`records == kms_events + skipped + rejected`) and typed per-object errors.
-//! 6. [`query`] and [`udf`] (feature `query`): SQL over the lake with DataFusion, with
-//!    helper functions such as [`policy`]'s key-policy analyser.
-//! 7. [`generate`]: realistic synthetic CloudTrail trees for demos, tests and benchmarks.
+//! | where | what |
+//! |---|---|
+//! | [`schema`] | every column of `kms_events`: name, Arrow type, meaning |
+//! | [`ingest`] | objects → records → KMS events → the lake, with exact accounting |
+//! | [`ingest::object_name`] | which S3 keys are CloudTrail logs, digests, Insights files |
+//! | [`ingest::reader`] | streaming gunzip and record splitting, memory bounded by one record |
+//! | [`ingest::record`] | the "is this KMS?" test and the parse of one record into a [`ingest::record::KmsEvent`] |
+//! | [`ingest::batch`] | KMS events → Arrow record batches |
+//! | [`lake`] | where rows land: the [`LakeStore`] trait, the local lake, file layout, [`lake::compact`] |
+//! | [`sql`] | DataFusion over the lake: the session, views, SQL functions, [`sql::policy`] |
+//! | [`catalog`] | the `queries/` folders embedded at build time, and their references |
+//! | [`detect`] | rules, the engine that runs them, alert deduplication, [`detect::sinks`] |
+//! | [`report`] | the compliance report: sections, alerts, HTML/JSON/CSV |
+//! | [`s3`] | S3 sources and lakes (feature `aws`); no AWS SDK type in the rest of the API |
+//! | [`time`] | CloudTrail timestamps and `--since`/`--until` arguments |
+//!
+//! The rules themselves live in `queries/detections/<rule_id>.sql` + `.yaml`; the Lambda
+//! triggers in `functions/ingest/src/event.rs`; the CLI's commands in
+//! `cli/src/commands/<command>.rs`.
 //!
 //! ```no_run
-//! use kms_audit::ingest::{ingest_all, local_sources};
-//! use kms_audit::lake::LocalLake;
+//! use kms_audit::{LocalLake, ingest_all, local_sources};
 //!
 //! let lake = LocalLake::open("./kms-lake")?;
 //! let (objects, _skipped) = local_sources(&["./cloudtrail".into()])?;
@@ -30,27 +35,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod batch;
-pub mod compact;
+#[cfg(feature = "query")]
+pub mod catalog;
 #[cfg(feature = "query")]
 pub mod detect;
-pub mod generate;
 pub mod ingest;
 pub mod lake;
-pub mod lenient;
-pub mod object_name;
-pub mod policy;
-#[cfg(feature = "query")]
-pub mod query;
-pub mod reader;
-pub mod record;
 #[cfg(feature = "query")]
 pub mod report;
 #[cfg(feature = "aws")]
 pub mod s3;
 pub mod schema;
 #[cfg(feature = "query")]
-pub mod sinks;
+pub mod sql;
 pub mod time;
+
 #[cfg(feature = "query")]
-pub mod udf;
+pub use detect::{Alert, DetectError, Rule, Severity};
+pub use ingest::{Counts, ObjectError, RunSummary, ingest_all, local_sources};
+pub use lake::{LakeError, LakeStore, LocalLake};
+#[cfg(feature = "query")]
+pub use report::{Report, ReportError, ReportOptions};
+pub use schema::COLUMNS;
+#[cfg(feature = "query")]
+pub use sql::QueryError;

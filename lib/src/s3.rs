@@ -25,9 +25,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::io::SyncIoBridge;
 
+use crate::ingest::object_name::{ObjectKind, SkipReason, classify_name};
 use crate::ingest::{SkippedObject, SourceObject};
 use crate::lake::{LakeError, LakeFile, LakeStore};
-use crate::object_name::{ObjectKind, SkipReason, classify_name};
 
 /// Files up to this size are uploaded with one `PutObject`; larger ones in parts of this
 /// size (S3's minimum part size is 5 MiB).
@@ -86,7 +86,7 @@ pub struct Aws {
 }
 
 /// The region used when the chain names none (a local endpoint needs one to sign).
-pub const FALLBACK_REGION: &str = "us-east-1";
+pub(crate) const FALLBACK_REGION: &str = "us-east-1";
 
 impl Aws {
     /// Loads the standard AWS configuration chain.
@@ -174,7 +174,38 @@ where
         (_, _, SdkError::TimeoutError(_)) => io::ErrorKind::TimedOut,
         _ => io::ErrorKind::Other,
     };
-    io::Error::new(kind, format!("{what}: {}", describe(&e)))
+    let detail = describe(&e);
+    io::Error::new(
+        kind,
+        StepError {
+            what: what.to_owned(),
+            detail,
+            source: Box::new(e),
+        },
+    )
+}
+
+/// A step of the S3 adapter that failed: what it was doing, the cause's whole text (SDK
+/// errors show only "service error" at the top), and the cause itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {detail}")]
+struct StepError {
+    what: String,
+    detail: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// An I/O error with what was being done, keeping its kind (retryable or not) and cause.
+fn step_error<E>(what: String, e: E) -> io::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    io::Error::other(StepError {
+        what,
+        detail: e.to_string(),
+        source: Box::new(e),
+    })
 }
 
 /// One object in a bucket, read with `GetObject` as a stream.
@@ -308,7 +339,7 @@ impl S3Lake {
             .tempdir()
             .map_err(|e| LakeError::Store {
                 uri: uri.to_string(),
-                reason: format!("creating a local staging directory: {e}"),
+                source: step_error("creating a local staging directory".into(), e),
             })?;
         Ok(S3Lake {
             client: aws.s3.clone(),
@@ -332,22 +363,20 @@ impl S3Lake {
         format!("{}{rel}", self.prefix)
     }
 
-    fn err(&self, rel: &str, e: impl std::fmt::Display) -> LakeError {
+    fn err(&self, rel: &str, source: io::Error) -> LakeError {
         LakeError::Store {
             uri: format!("s3://{}/{}", self.bucket, self.key(rel)),
-            reason: e.to_string(),
+            source,
         }
     }
 
-    async fn upload(&self, staged: &Path, key: &str) -> Result<(), String> {
-        let size = tokio::fs::metadata(staged)
-            .await
-            .map_err(|e| format!("reading staged file {}: {e}", staged.display()))?
-            .len();
+    async fn upload(&self, staged: &Path, key: &str) -> io::Result<()> {
+        let reading = |e| step_error(format!("reading staged file {}", staged.display()), e);
+        let size = tokio::fs::metadata(staged).await.map_err(reading)?.len();
         if size <= MULTIPART_PART_SIZE {
             let body = ByteStream::from_path(staged)
                 .await
-                .map_err(|e| format!("reading staged file {}: {e}", staged.display()))?;
+                .map_err(|e| step_error(format!("reading staged file {}", staged.display()), e))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -355,7 +384,7 @@ impl S3Lake {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| format!("PutObject: {}", describe(&e)))?;
+                .map_err(|e| s3_io_error("PutObject", e))?;
             return Ok(());
         }
         let created = self
@@ -365,10 +394,10 @@ impl S3Lake {
             .key(key)
             .send()
             .await
-            .map_err(|e| format!("CreateMultipartUpload: {}", describe(&e)))?;
+            .map_err(|e| s3_io_error("CreateMultipartUpload", e))?;
         let upload_id = created
             .upload_id()
-            .ok_or("CreateMultipartUpload returned no upload id")?
+            .ok_or_else(|| io::Error::other("CreateMultipartUpload returned no upload id"))?
             .to_owned();
         let result = self.upload_parts(staged, key, &upload_id, size).await;
         match result {
@@ -385,7 +414,7 @@ impl S3Lake {
                     )
                     .send()
                     .await
-                    .map_err(|e| format!("CompleteMultipartUpload: {}", describe(&e)))?;
+                    .map_err(|e| s3_io_error("CompleteMultipartUpload", e))?;
                 Ok(())
             }
             Err(e) => {
@@ -409,7 +438,7 @@ impl S3Lake {
         key: &str,
         upload_id: &str,
         size: u64,
-    ) -> Result<Vec<CompletedPart>, String> {
+    ) -> io::Result<Vec<CompletedPart>> {
         let mut parts = Vec::new();
         let mut offset = 0;
         let mut number = 1;
@@ -421,7 +450,7 @@ impl S3Lake {
                 .length(Length::Exact(len))
                 .build()
                 .await
-                .map_err(|e| format!("reading staged file {}: {e}", staged.display()))?;
+                .map_err(|e| step_error(format!("reading staged file {}", staged.display()), e))?;
             let part = self
                 .client
                 .upload_part()
@@ -432,7 +461,7 @@ impl S3Lake {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| format!("UploadPart {number}: {}", describe(&e)))?;
+                .map_err(|e| s3_io_error(&format!("UploadPart {number}"), e))?;
             parts.push(
                 CompletedPart::builder()
                     .set_e_tag(part.e_tag().map(str::to_owned))
@@ -445,7 +474,7 @@ impl S3Lake {
         Ok(parts)
     }
 
-    async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn get_bytes(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
         let resp = self
             .client
             .get_object()
@@ -460,7 +489,7 @@ impl S3Lake {
                 return if err.kind() == io::ErrorKind::NotFound {
                     Ok(None)
                 } else {
-                    Err(err.to_string())
+                    Err(err)
                 };
             }
         };
@@ -468,7 +497,7 @@ impl S3Lake {
             .body
             .collect()
             .await
-            .map_err(|e| format!("reading GetObject body: {e}"))?;
+            .map_err(|e| step_error("reading GetObject body".into(), e))?;
         Ok(Some(data.into_bytes().to_vec()))
     }
 }
@@ -527,15 +556,15 @@ impl LakeStore for S3Lake {
                 .key(&key)
                 .send()
                 .await
-                .map_err(|e| s3_io_error("GetObject", e).to_string())?;
+                .map_err(|e| s3_io_error("GetObject", e))?;
             let mut body = out.body.into_async_read();
             let mut file = tokio::fs::File::create(local)
                 .await
-                .map_err(|e| format!("creating {}: {e}", local.display()))?;
+                .map_err(|e| step_error(format!("creating {}", local.display()), e))?;
             tokio::io::copy_buf(&mut body, &mut file)
                 .await
-                .map_err(|e| format!("downloading to {}: {e}", local.display()))?;
-            Ok::<_, String>(())
+                .map_err(|e| step_error(format!("downloading to {}", local.display()), e))?;
+            Ok::<_, io::Error>(())
         };
         block_on(&self.handle, fut).map_err(|e| self.err(rel, e))
     }
@@ -545,7 +574,7 @@ impl LakeStore for S3Lake {
         let request = self.client.delete_object().bucket(&self.bucket).key(&key);
         block_on(&self.handle, request.send())
             .map(|_| ())
-            .map_err(|e| self.err(rel, describe(&e)))
+            .map_err(|e| self.err(rel, s3_io_error("DeleteObject", e)))
     }
 }
 
@@ -553,9 +582,8 @@ impl LakeStore for S3Lake {
 pub fn open_lake(aws: Option<&Aws>, location: &str) -> Result<Arc<dyn LakeStore>, LakeError> {
     match S3Uri::parse(location) {
         Some(uri) => {
-            let aws = aws.ok_or_else(|| LakeError::Store {
+            let aws = aws.ok_or_else(|| LakeError::NoAwsConfig {
                 uri: location.to_owned(),
-                reason: "an S3 lake needs an AWS configuration".into(),
             })?;
             Ok(Arc::new(S3Lake::open(aws, &uri)?))
         }

@@ -1,7 +1,7 @@
 //! The `kms_events` table: one row per KMS CloudTrail record.
 //!
-//! [`COLUMNS`] is the single source of truth: the Arrow schema, `kms-audit schema` and the
-//! README's column reference are all derived from it.
+//! [`COLUMNS`] is the single source of truth: the Arrow schema and `kms-audit schema` are
+//! derived from it, and `tests/it/docs.rs` holds the column reference (docs/schema.md) to it.
 
 use std::sync::{Arc, LazyLock};
 

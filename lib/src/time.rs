@@ -18,6 +18,42 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
     })
 }
 
+/// A time argument that is neither RFC 3339, a date nor a span.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid time {0:?}: use RFC 3339 or a span like 7d, 12h, 30m")]
+pub struct InvalidTime(pub String);
+
+/// `7d`, `12h`, `30m`, `45s` in microseconds.
+pub fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let unit_micros = match unit {
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => DAY_MICROS,
+        "w" => 7 * DAY_MICROS,
+        _ => return None,
+    };
+    n.checked_mul(unit_micros)
+}
+
+/// A time argument (`--since`, `--until`): RFC 3339, a date, or a span before `now`.
+pub fn parse_time_arg(s: &str, now_micros: i64) -> Result<i64, InvalidTime> {
+    if let Some(span) = parse_span(s) {
+        return Ok(now_micros - span);
+    }
+    parse_event_time(s)
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_micros())
+        })
+        .ok_or_else(|| InvalidTime(s.to_owned()))
+}
+
 fn fast_utc(b: &[u8]) -> Option<i64> {
     // 2026-11-01T12:34:56Z
     if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {

@@ -1,7 +1,3 @@
--- id: key_inventory
--- title: Key inventory
--- description: Every key seen in the lake up to the end of the period, reconstructed from its events: aliases, origin, spec, state at period end (from the last lifecycle event), creation, use in the period. Keys without use in the period are flagged.
--- references: CIS AWS Foundations 3.8; Security Hub KMS.3, KMS.4; PCI DSS 3.6.1
 WITH ev AS (
     SELECT * FROM lake_events WHERE key_arn IS NOT NULL
 ),

@@ -1,7 +1,3 @@
--- id: rotation
--- title: Rotation evidence
--- description: Per key, the last rotation setting change (EnableKeyRotation / DisableKeyRotation) and the last rotation (RotateKey by KMS, RotateKeyOnDemand), with days since. Keys with rotation disabled or no rotation evidence are findings.
--- references: CIS AWS Foundations 3.8; Security Hub KMS.4; PCI DSS 3.6.4, 3.7.4
 WITH keys AS (
     SELECT DISTINCT key_arn FROM lake_events WHERE key_arn IS NOT NULL
 ),

@@ -1,7 +1,3 @@
--- id: lifecycle
--- title: Lifecycle and destruction
--- description: Keys disabled, enabled, scheduled for deletion (with the waiting period), deletions cancelled, key material imported or deleted in the period, successful or not, with who did it and whether with MFA.
--- references: Security Hub KMS.3; PCI DSS 3.6.5, 3.7.5; MITRE ATT&CK T1485
 SELECT event_time, event_name, key_arn, principal, principal_type, mfa_authenticated,
        source_ip, pending_window_in_days, error_code,
        CASE WHEN error_code IS NOT NULL THEN 'attempt failed'

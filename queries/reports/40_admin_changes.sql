@@ -1,7 +1,3 @@
--- id: admin_changes
--- title: Administrative changes
--- description: Key policies set (PutKeyPolicy, CreateKey) with the key-policy analyser's findings (public principal, accounts named outside the organization, lockout safety check bypassed); grants created, retired and revoked with grantee and operations; alias changes. Who did it, and whether with MFA.
--- references: Security Hub KMS.5; PCI DSS 3.7.7; CIS AWS Foundations 4.7
 WITH findings AS (
     SELECT event_id,
            array_agg(f['kind'] || CASE WHEN f['value'] IS NULL OR f['value'] = '' THEN '' ELSE ':' || f['value'] END) AS policy_findings

@@ -1,7 +1,3 @@
--- id: usage
--- title: Usage
--- description: Who used which key for what in the period: calls per principal, key and operation, the encryption-context keys sent, how many came through an AWS service or a VPC endpoint, source addresses, first and last seen, and sample event ids.
--- references: PCI DSS 3.6.1, 10.2
 SELECT principal, key_arn, event_name,
        count(*) AS calls,
        count(*) FILTER (WHERE error_code IS NOT NULL) AS failed,

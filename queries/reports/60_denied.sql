@@ -1,7 +1,3 @@
--- id: denied
--- title: Denied and failed requests
--- description: AccessDenied and other KMS errors by principal, key, operation and error code, with first and last time and sample event ids.
--- references: PCI DSS 10.2.1.4; CIS AWS Foundations 4.x
 SELECT principal, key_arn, key_ref, event_name, error_code,
        count(*) AS requests, min(event_time) AS first_seen, max(event_time) AS last_seen,
        array_slice(array_agg(DISTINCT source_ip), 1, 5) AS source_addresses,

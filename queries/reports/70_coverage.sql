@@ -1,7 +1,3 @@
--- id: coverage
--- title: Logging coverage
--- description: Per account and region, the hours of the period in which KMS events arrived, and every gap of more than 3 hours without any (an idle key or a logging gap: check the trail). Trail changes themselves (StopLogging, DeleteTrail) are CloudTrail events, outside this lake of KMS events.
--- references: PCI DSS 10.7; CIS AWS Foundations 3.1
 WITH hours AS (
     SELECT account_id, aws_region, date_trunc('hour', event_time) AS hour, count(*) AS events
     FROM period_events GROUP BY 1, 2, 3

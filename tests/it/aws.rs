@@ -9,11 +9,11 @@ use aws_config::{BehaviorVersion, Region};
 
 use crate::gz;
 use aws_sdk_s3::primitives::ByteStream;
-use kms_audit::generate::{GenConfig, Manifest, generate_tree};
 use kms_audit::ingest::{ingest_all, local_sources};
 use kms_audit::lake::{LakeStore, LocalLake};
-use kms_audit::query::{open_local, open_s3, run_sql};
 use kms_audit::s3::{Aws, S3Lake, S3Uri, s3_sources};
+use kms_audit::sql::{open_local, open_s3, run_sql};
+use kms_audit_generate::{GenConfig, Manifest, generate_tree};
 
 /// A local S3 server and clients for it.
 pub struct S3Env {

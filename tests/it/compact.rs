@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kms_audit::compact::{CompactOptions, Manifest, compact, partitions, read_manifest};
 use kms_audit::ingest::{ingest_all, local_sources};
+use kms_audit::lake::compact::{CompactOptions, Manifest, compact, partitions, read_manifest};
 use kms_audit::lake::{LakeStore, LocalLake};
 use kms_audit::s3::S3Uri;
 
@@ -46,12 +46,12 @@ fn tree_with_duplicate(dir: &Path) -> (u64, u64) {
 /// Rows of kms_events and kms_events_dedup, and the calls summed over key_usage_daily and
 /// principals (every generated event has a key).
 fn view_counts(root: &Path) -> [u64; 4] {
-    let ctx = kms_audit::query::open_local(root).expect("open");
+    let ctx = kms_audit::sql::open_local(root).expect("open");
     let rt = crate::rt();
     let sql = "SELECT (SELECT count(*) FROM kms_events) AS a, (SELECT count(*) FROM kms_events_dedup) AS b, \
                (SELECT sum(calls) FROM key_usage_daily) AS c, (SELECT sum(calls) FROM principals) AS d";
     let b = rt
-        .block_on(kms_audit::query::run_sql(&ctx, sql))
+        .block_on(kms_audit::sql::run_sql(&ctx, sql))
         .expect("sql");
     let mut out = [0u64; 4];
     for (i, v) in out.iter_mut().enumerate() {
@@ -149,7 +149,7 @@ fn compaction_keeps_every_event_once_and_swaps_invisibly() {
     assert_eq!(local_event_ids(root.path()).len() as u64, kms);
     // A new object after compaction is visible, and the next compaction takes it in.
     let late = tempfile::tempdir().expect("tmp");
-    let cfg = kms_audit::generate::GenConfig {
+    let cfg = kms_audit_generate::GenConfig {
         hours: 2,
         kms_per_hour: 5,
         files_per_hour: 1,
@@ -159,7 +159,7 @@ fn compaction_keeps_every_event_once_and_swaps_invisibly() {
         incidents: false,
         ..Default::default()
     };
-    let extra = kms_audit::generate::generate_tree(&cfg, late.path())
+    let extra = kms_audit_generate::generate_tree(&cfg, late.path())
         .expect("gen")
         .kms_records;
     ingest(&lake, &[late.path().to_path_buf()]);

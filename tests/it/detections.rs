@@ -7,13 +7,12 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
-use kms_audit::detect::{
-    Rule, Window, builtin_rule_ids, builtin_rules, load_rules, parse_span, run_rules,
-};
+use kms_audit::catalog::mitre_technique;
+use kms_audit::detect::{Rule, Window, builtin_rule_ids, builtin_rules, load_rules, run_rules};
 use kms_audit::ingest::{ingest_all, local_sources};
 use kms_audit::lake::LocalLake;
-use kms_audit::query::open_local;
-use kms_audit::time::{format_micros, parse_event_time};
+use kms_audit::sql::open_local;
+use kms_audit::time::{format_micros, parse_event_time, parse_span};
 use serde_json::{Value, json};
 
 /// What every test record is merged over.
@@ -203,6 +202,19 @@ fn rule_files_are_complete_and_all_built_in() {
             m.id
         );
         assert!(!m.references.is_empty(), "{} has no references", m.id);
+        assert!(
+            m.references.other.is_empty(),
+            "{}: references are structured (mitre, cis, pci, security_hub), not text: {:?}",
+            m.id,
+            m.references.other
+        );
+        for t in &m.references.mitre {
+            assert!(
+                mitre_technique(t).is_some(),
+                "{}: ATT&CK technique {t} is not in kms_audit::catalog::TECHNIQUES",
+                m.id
+            );
+        }
         assert!(!m.runbook.is_empty(), "{} has no runbook", m.id);
         assert!(
             m.tests.iter().any(|t| !t.alerts.is_empty()),
@@ -225,7 +237,7 @@ fn rule_files_are_complete_and_all_built_in() {
 #[test]
 fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
     use kms_audit::detect::{DetectOptions, DetectState, resolve_window, suppress_reported};
-    use kms_audit::generate::{GenConfig, generate_tree};
+    use kms_audit_generate::{GenConfig, generate_tree};
 
     let tmp = tempfile::tempdir().expect("tmp");
     let trail = tmp.path().join("trail");

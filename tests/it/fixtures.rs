@@ -1,7 +1,7 @@
 //! Extraction of every record shape in the domain brief, on fixtures written for this
 //! project (not copied from AWS's documentation).
 
-use kms_audit::record::{KmsEvent, Outcome, classify};
+use kms_audit::ingest::record::{KmsEvent, Outcome, classify};
 use serde_json::{Value, json};
 
 const ACCT: &str = "123456789012";
@@ -65,7 +65,7 @@ fn s<'a>(v: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
     v.as_deref()
 }
 
-fn ctx(e: &Option<kms_audit::record::Context<'_>>) -> Vec<(String, Option<String>)> {
+fn ctx(e: &Option<kms_audit::ingest::record::Context<'_>>) -> Vec<(String, Option<String>)> {
     e.as_ref()
         .map(|c| {
             c.iter()

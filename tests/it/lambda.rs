@@ -1,7 +1,7 @@
 //! The ingest Lambda's handler, driven through lambda_runtime's types with real-shaped S3,
 //! SQS and EventBridge events, against the local S3 server.
 
-use ingest_fn::Handler;
+use ingest_fn::{Handler, IngestEvent};
 use kms_audit::lake::object_file_stem;
 use kms_audit::s3::S3Uri;
 use lambda_runtime::{Context, LambdaEvent};
@@ -95,8 +95,9 @@ fn invoke(env: &S3Env, handler: &Handler, payload: Value) -> Result<Value, Strin
     let mut ctx = Context::default();
     ctx.request_id = "test-request".into();
     let _guard = env.rt.enter();
+    let event: IngestEvent = serde_json::from_value(payload).map_err(|e| e.to_string())?;
     env.rt
-        .block_on(handler.handle(LambdaEvent::new(payload, ctx)))
+        .block_on(handler.handle(LambdaEvent::new(event, ctx)))
         .map_err(|e| e.to_string())
 }
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
-use kms_audit::generate::{GenConfig, Manifest, generate_tree};
+use kms_audit::ingest::reader::ReadError;
 use kms_audit::ingest::{ObjectErrorKind, RunSummary, ingest_all, local_sources};
 use kms_audit::lake::LocalLake;
-use kms_audit::query::{open_local, run_sql};
-use kms_audit::reader::ReadError;
+use kms_audit::sql::{open_local, run_sql};
+use kms_audit_generate::{GenConfig, Manifest, generate_tree};
 
 fn small_config() -> GenConfig {
     GenConfig {

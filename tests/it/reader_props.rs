@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 
-use kms_audit::reader::{Item, RecordReader, decompressing};
+use kms_audit::ingest::reader::{Item, RecordReader, decompressing};
 use proptest::prelude::*;
 use serde_json::Value;
 

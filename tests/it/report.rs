@@ -5,11 +5,11 @@ use crate::rt;
 use std::path::Path;
 
 use kms_audit::detect::builtin_rules;
-use kms_audit::generate::{GenConfig, Manifest, generate_tree};
 use kms_audit::ingest::{ingest_all, local_sources};
 use kms_audit::lake::LocalLake;
-use kms_audit::query::open_local;
 use kms_audit::report::{Report, ReportOptions, build_report, cell_text, write_report};
+use kms_audit::sql::open_local;
+use kms_audit_generate::{GenConfig, Manifest, generate_tree};
 use serde_json::Value;
 
 fn lake_72h(dir: &Path) -> Manifest {
@@ -26,8 +26,12 @@ fn lake_72h(dir: &Path) -> Manifest {
     assert_eq!(run.objects_failed, 0);
     // One file per day: as a deployed lake after its nightly compaction (and quick to scan
     // in a debug build).
-    kms_audit::compact::compact(&lake, None, &kms_audit::compact::CompactOptions::default())
-        .expect("compact");
+    kms_audit::lake::compact::compact(
+        &lake,
+        None,
+        &kms_audit::lake::compact::CompactOptions::default(),
+    )
+    .expect("compact");
     m
 }
 
@@ -65,7 +69,7 @@ fn rows<'a>(r: &'a Report, id: &str) -> &'a [serde_json::Map<String, Value>] {
         .rows
 }
 
-fn incident<'a>(m: &'a Manifest, kind: &str) -> &'a kms_audit::generate::Incident {
+fn incident<'a>(m: &'a Manifest, kind: &str) -> &'a kms_audit_generate::Incident {
     m.incidents
         .iter()
         .find(|i| i.kind == kind)
@@ -448,10 +452,10 @@ fn duckdb_reads_the_lake_and_agrees_with_datafusion() {
 
     let ctx = open_local(&lake).expect("open");
     let batches = rt()
-        .block_on(kms_audit::query::run_sql(&ctx, sql))
+        .block_on(kms_audit::sql::run_sql(&ctx, sql))
         .expect("sql");
     let mut csv = Vec::new();
-    kms_audit::query::write_batches(&mut csv, &batches, kms_audit::query::OutputFormat::Csv)
+    kms_audit::sql::write_batches(&mut csv, &batches, kms_audit::sql::OutputFormat::Csv)
         .expect("csv");
     let ours: Vec<Vec<String>> = csv_records(&String::from_utf8_lossy(&csv))[1..].to_vec();
     assert!(ours.len() > 5);
@@ -459,4 +463,41 @@ fn duckdb_reads_the_lake_and_agrees_with_datafusion() {
         duck, ours,
         "DuckDB and DataFusion read the same lake differently"
     );
+}
+
+#[test]
+fn report_sections_are_the_query_files_with_their_metadata() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../queries/reports"));
+    let mut stems: Vec<String> = std::fs::read_dir(dir)
+        .expect("queries/reports")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .map(|p| {
+            assert!(
+                p.with_extension("yaml").is_file(),
+                "{} has no metadata sidecar",
+                p.display()
+            );
+            p.file_stem().expect("stem").to_string_lossy().into_owned()
+        })
+        .collect();
+    stems.sort();
+    let sections = kms_audit::report::builtin_sections().expect("sections");
+    let ids: Vec<&str> = sections.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        sections.len(),
+        stems.len(),
+        "every file is built in: {ids:?}"
+    );
+    for (s, stem) in sections.iter().zip(&stems) {
+        assert!(stem.ends_with(&s.id), "{stem} holds section {}", s.id);
+        assert!(!s.title.is_empty() && !s.description.is_empty(), "{}", s.id);
+        assert!(!s.sql.trim().is_empty(), "{} has no query", s.id);
+        assert!(
+            !s.references.is_empty() && s.references.other.is_empty(),
+            "{}: structured references",
+            s.id
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kms_audit::detect::Alert;
-use kms_audit::sinks::{AlertSink, FileSink, deliver_all, parse_sink};
+use kms_audit::detect::sinks::{AlertSink, FileSink, deliver_all, parse_sink};
 
 fn alert(id: &str) -> Alert {
     serde_json::from_value(serde_json::json!({

@@ -1,5 +1,5 @@
 //! `template.yaml` against the code: the Glue table is the Arrow schema, and the security
-//! properties the README promises hold for every resource (cfn-lint checks the rest, in
+//! properties docs/aws.md promises hold for every resource (cfn-lint checks the rest, in
 //! scripts/test).
 
 use arrow::datatypes::{DataType, TimeUnit};

@@ -2,7 +2,7 @@
 
 use crate::rt;
 use arrow::array::AsArray;
-use kms_audit::query::{open_local, run_sql};
+use kms_audit::sql::{open_local, run_sql};
 
 fn query_strings(sql: &str) -> Vec<Option<String>> {
     let tmp = tempfile::tempdir().expect("tmp");

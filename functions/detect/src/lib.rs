@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kms_audit::detect::sinks::{AlertSink, SnsSink, deliver_all};
 use kms_audit::detect::{Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate};
 use kms_audit::lake::LakeStore;
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
-use kms_audit::sinks::{AlertSink, SnsSink, deliver_all};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ pub enum DetectFnError {
     #[error("{0}")]
     Detect(#[from] kms_audit::detect::DetectError),
     #[error("{0}")]
-    Query(#[from] kms_audit::query::QueryError),
+    Query(#[from] kms_audit::sql::QueryError),
     #[error("alert delivery failed, state unchanged (the alerts are sent again): {0}")]
     Delivery(String),
     #[error("the delivery task stopped: {0}")]
@@ -82,7 +82,7 @@ impl Detector {
             until: lambda_common::payload_time(&event.payload, "until", now)?,
             trusted_accounts: self.trusted.clone(),
         };
-        let ctx = kms_audit::query::open_s3(&self.aws, &self.lake_uri)?;
+        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri)?;
         let lake = self.lake.clone();
         let mut state =
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;

@@ -1,6 +1,7 @@
 //! The `ingest` Lambda: new CloudTrail objects in S3 → KMS events in the lake.
 //!
-//! One handler for the three ways S3 announces an object:
+//! One handler for the three ways S3 announces an object (the payload types are in
+//! [`event`]):
 //!
 //! * an S3 event notification (`Records[].eventSource == "aws:s3"`), invoked directly;
 //! * SQS messages (`Records[].eventSource == "aws:sqs"`) whose bodies are S3 notifications,
@@ -15,17 +16,22 @@
 //! idempotent: an object's lake files have deterministic names, so a retried message
 //! replaces them instead of adding rows.
 
+pub mod event;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use kms_audit::ingest::object_name::{ObjectKind, classify_name};
 use kms_audit::ingest::{Counts, ObjectError, ingest_all};
+use kms_audit::lake::compact::CompactError;
 use kms_audit::lake::{LakeStore, object_file_stem};
-use kms_audit::object_name::{ObjectKind, classify_name};
 use kms_audit::s3::{Aws, S3Lake, S3Object, S3Uri};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
+
+pub use event::{EventError, IngestEvent, Notification, ObjectRef, Work};
 
 /// Errors that fail a whole invocation (Lambda then retries it, or sends it to the
 /// function's failure destination).
@@ -35,8 +41,12 @@ pub enum HandlerError {
     Config(#[from] lambda_common::ConfigError),
     #[error("opening the lake: {0}")]
     Lake(#[from] kms_audit::lake::LakeError),
-    #[error("unrecognised event: {0}")]
-    UnknownEvent(String),
+    #[error(
+        "unrecognised event (fields {fields:?}): not an S3 notification, EventBridge event, SQS batch or compaction request"
+    )]
+    Unrecognised { fields: Vec<String> },
+    #[error(transparent)]
+    Event(#[from] EventError),
     #[error("{failed} of {total} object(s) failed: {first}")]
     Objects {
         failed: usize,
@@ -44,166 +54,9 @@ pub enum HandlerError {
         first: String,
     },
     #[error("compaction: {0}")]
-    Compact(String),
+    Compact(#[from] CompactError),
     #[error("the ingest task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
-}
-
-/// An object named by an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub bucket: String,
-    /// The key as stored (decoded).
-    pub key: String,
-    pub size: Option<u64>,
-}
-
-impl ObjectRef {
-    pub fn uri(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-}
-
-/// What one event (or one SQS message) asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {
-    Objects(Vec<ObjectRef>),
-    /// S3's test message, sent when a notification is configured.
-    TestEvent,
-    /// Events that carry no created object (deletions, other detail types).
-    Nothing(String),
-}
-
-/// Decodes a key of an S3 event notification: `+` is a space, then percent-decoding.
-pub fn decode_notification_key(key: &str) -> String {
-    let plus = key.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, p| v.get(p))?.as_str()
-}
-
-fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
-    path.iter().try_fold(v, |v, p| v.get(p))?.as_u64()
-}
-
-/// Reads an S3 notification (`{"Records":[{"eventSource":"aws:s3",...}]}`), an S3 test
-/// event, an EventBridge "Object Created" event or an SNS notification wrapping one of
-/// them. Only the fields that name the object are required.
-pub fn parse_notification(v: &Value) -> Result<Work, String> {
-    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(Work::TestEvent);
-    }
-    // SNS → SQS fan-out: the S3 notification is the SNS message's text.
-    if v.get("Type").and_then(Value::as_str) == Some("Notification")
-        && let Some(msg) = v.get("Message").and_then(Value::as_str)
-    {
-        let inner: Value =
-            serde_json::from_str(msg).map_err(|e| format!("SNS message is not JSON: {e}"))?;
-        return parse_notification(&inner);
-    }
-    if let Some(detail_type) = v.get("detail-type").and_then(Value::as_str) {
-        if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
-            return Err(format!(
-                "EventBridge event from {:?}, not aws.s3",
-                v.get("source")
-            ));
-        }
-        if detail_type != "Object Created" {
-            return Ok(Work::Nothing(format!("EventBridge {detail_type}")));
-        }
-        let bucket = str_at(v, &["detail", "bucket", "name"])
-            .ok_or("EventBridge event without detail.bucket.name")?;
-        let key = str_at(v, &["detail", "object", "key"])
-            .ok_or("EventBridge event without detail.object.key")?;
-        return Ok(Work::Objects(vec![ObjectRef {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            size: u64_at(v, &["detail", "object", "size"]),
-        }]));
-    }
-    let records = v
-        .get("Records")
-        .and_then(Value::as_array)
-        .ok_or("neither an S3 notification, an EventBridge event nor an SNS message")?;
-    let mut objects = Vec::new();
-    for r in records {
-        let source = r.get("eventSource").and_then(Value::as_str).unwrap_or("");
-        if source != "aws:s3" {
-            return Err(format!("record from {source:?}, not aws:s3"));
-        }
-        let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
-        if !name.is_empty() && !name.starts_with("ObjectCreated") {
-            continue; // removals, restores, replication events
-        }
-        let bucket =
-            str_at(r, &["s3", "bucket", "name"]).ok_or("S3 record without s3.bucket.name")?;
-        let key = str_at(r, &["s3", "object", "key"]).ok_or("S3 record without s3.object.key")?;
-        objects.push(ObjectRef {
-            bucket: bucket.to_owned(),
-            key: decode_notification_key(key),
-            size: u64_at(r, &["s3", "object", "size"]),
-        });
-    }
-    if objects.is_empty() {
-        return Ok(Work::Nothing("no ObjectCreated records".into()));
-    }
-    Ok(Work::Objects(objects))
-}
-
-/// The shape of an invocation's payload.
-#[derive(Debug)]
-pub enum Invocation {
-    /// SQS messages: (message id, what its body asks, or why it cannot be read).
-    Sqs(Vec<(String, Result<Work, String>)>),
-    /// A direct S3 notification or EventBridge event.
-    Direct(Work),
-    /// Compaction of the partitions of the last `days` days (UTC), today included.
-    Compact { days: u32 },
-}
-
-/// Classifies a payload.
-pub fn parse_invocation(payload: &Value) -> Result<Invocation, HandlerError> {
-    // The template's schedule: {"kms-audit": "compact", "days": N}.
-    if let Some(mode) = payload.get("kms-audit").and_then(Value::as_str) {
-        if mode != "compact" {
-            return Err(HandlerError::UnknownEvent(format!(
-                "kms-audit mode {mode:?}"
-            )));
-        }
-        let days = payload.get("days").and_then(Value::as_u64).unwrap_or(3);
-        return Ok(Invocation::Compact {
-            days: days.clamp(1, 366) as u32,
-        });
-    }
-    let first_source = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str);
-    if first_source == Some("aws:sqs") {
-        let mut messages = Vec::new();
-        for r in payload["Records"].as_array().into_iter().flatten() {
-            let id = r
-                .get("messageId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let body = r.get("body").and_then(Value::as_str).unwrap_or_default();
-            let work = serde_json::from_str::<Value>(body)
-                .map_err(|e| format!("message body is not JSON: {e}"))
-                .and_then(|v| parse_notification(&v));
-            messages.push((id, work));
-        }
-        return Ok(Invocation::Sqs(messages));
-    }
-    parse_notification(payload)
-        .map(Invocation::Direct)
-        .map_err(HandlerError::UnknownEvent)
 }
 
 /// The handler and what it builds once per cold start: the AWS clients and the lake.
@@ -232,13 +85,34 @@ impl Handler {
 
     /// Handles one invocation. SQS invocations answer with the failed message ids; direct
     /// invocations fail when any object failed, so Lambda retries them.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, HandlerError> {
+    pub async fn handle(&self, event: LambdaEvent<IngestEvent>) -> Result<Value, HandlerError> {
         let started = Instant::now();
         let request_id = event.context.request_id.clone();
-        let invocation = parse_invocation(&event.payload)?;
-        let (answer, stats) = match invocation {
-            Invocation::Compact { days } => return self.compact(days).await,
-            Invocation::Sqs(messages) => {
+        let (answer, stats) = match event.payload {
+            IngestEvent::Compact(req) => return self.compact(req.days()).await,
+            IngestEvent::Unrecognised(v) => {
+                let fields = v
+                    .as_object()
+                    .map(|o| o.keys().take(8).cloned().collect())
+                    .unwrap_or_default();
+                return Err(HandlerError::Unrecognised { fields });
+            }
+            IngestEvent::Sqs(batch) => {
+                // (message id, what its body asks, or why it cannot be read)
+                let messages: Vec<(String, Result<Work, EventError>)> = batch
+                    .0
+                    .records
+                    .iter()
+                    .map(|m| {
+                        let work = m
+                            .body
+                            .as_deref()
+                            .ok_or(EventError::NoBody)
+                            .and_then(Notification::from_text)
+                            .and_then(|n| n.work());
+                        (m.message_id.clone().unwrap_or_default(), work)
+                    })
+                    .collect();
                 let mut all = Vec::new();
                 for (_, work) in &messages {
                     if let Ok(Work::Objects(objs)) = work {
@@ -278,8 +152,8 @@ impl Handler {
                 let answer = serde_json::to_value(&response).unwrap_or(Value::Null);
                 (answer, stats)
             }
-            Invocation::Direct(work) => {
-                let objs = match work {
+            IngestEvent::Direct(notification) => {
+                let objs = match notification.work()? {
                     Work::Objects(o) => o,
                     Work::TestEvent | Work::Nothing(_) => Vec::new(),
                 };
@@ -312,7 +186,7 @@ impl Handler {
 
     /// Compacts the recent partitions (late events land in past days, so a few of them).
     async fn compact(&self, days: u32) -> Result<Value, HandlerError> {
-        use kms_audit::compact::{CompactOptions, compact};
+        use kms_audit::lake::compact::{CompactOptions, compact};
         let opts = CompactOptions::default();
         let today = opts.now.div_euclid(kms_audit::time::DAY_MICROS);
         let wanted: Vec<String> = (0..i64::from(days))
@@ -321,8 +195,7 @@ impl Handler {
         let lake = self.lake.clone();
         let reports =
             tokio::task::spawn_blocking(move || compact(lake.as_ref(), Some(&wanted), &opts))
-                .await?
-                .map_err(|e| HandlerError::Compact(e.to_string()))?;
+                .await??;
         for r in &reports {
             tracing::info!(
                 partition = %r.partition,
@@ -512,51 +385,6 @@ fn emit_metrics(stats: &Stats, seconds: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notification_keys_are_url_decoded() {
-        assert_eq!(
-            decode_notification_key("a+b%2Bc%3D.json.gz"),
-            "a b+c=.json.gz"
-        );
-        assert_eq!(
-            decode_notification_key("AWSLogs/1/x.json.gz"),
-            "AWSLogs/1/x.json.gz"
-        );
-    }
-
-    #[test]
-    fn reads_each_event_shape() {
-        let s3 = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": "b"}, "object": {"key": "a+b.json.gz", "size": 3}}},
-            {"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete",
-            "s3": {"bucket": {"name": "b"}, "object": {"key": "gone.json.gz"}}}]});
-        assert_eq!(
-            parse_notification(&s3),
-            Ok(Work::Objects(vec![ObjectRef {
-                bucket: "b".into(),
-                key: "a b.json.gz".into(),
-                size: Some(3)
-            }]))
-        );
-        let eb = json!({"source": "aws.s3", "detail-type": "Object Created",
-            "detail": {"bucket": {"name": "b"}, "object": {"key": "a+b.json.gz"}}});
-        assert_eq!(
-            parse_notification(&eb),
-            Ok(Work::Objects(vec![ObjectRef {
-                bucket: "b".into(),
-                key: "a+b.json.gz".into(),
-                size: None
-            }]))
-        );
-        let test = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"});
-        assert_eq!(parse_notification(&test), Ok(Work::TestEvent));
-        let sns = json!({"Type": "Notification", "Message": s3.to_string()});
-        assert!(matches!(parse_notification(&sns), Ok(Work::Objects(o)) if o.len() == 1));
-        assert!(parse_notification(&json!({"hello": 1})).is_err());
-        let other = json!({"source": "aws.ec2", "detail-type": "x", "detail": {}});
-        assert!(parse_notification(&other).is_err());
-    }
 
     #[test]
     fn emf_names_every_metric_it_carries() {

@@ -29,13 +29,19 @@ pub enum ReportFnError {
     #[error("{0}")]
     Report(#[from] kms_audit::report::ReportError),
     #[error("{0}")]
-    Query(#[from] kms_audit::query::QueryError),
+    Query(#[from] kms_audit::sql::QueryError),
     #[error("{0}")]
     Detect(#[from] kms_audit::detect::DetectError),
     #[error("staging the report: {0}")]
     Io(#[from] std::io::Error),
-    #[error("announcing the report on {topic}: {reason}")]
-    Announce { topic: String, reason: String },
+    /// `detail` is the SDK's whole error context (its top-level text is "service error").
+    #[error("announcing the report on {topic}: {detail}")]
+    Announce {
+        topic: String,
+        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("the upload task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -101,7 +107,7 @@ impl Reporter {
             trusted_accounts: self.trusted.clone(),
             rules: builtin_rules()?,
         };
-        let ctx = kms_audit::query::open_s3(&self.aws, &self.lake_uri)?;
+        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri)?;
         let report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(
             "reports/{}_{}",
@@ -150,10 +156,7 @@ impl Reporter {
                 .data_type("String")
                 .string_value("report")
                 .build()
-                .map_err(|e| ReportFnError::Announce {
-                    topic: topic.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| announce_error(topic, e))?;
             aws_sdk_sns::Client::new(&self.aws.config)
                 .publish()
                 .topic_arn(topic)
@@ -166,12 +169,20 @@ impl Reporter {
                 .message_attributes("kind", kind)
                 .send()
                 .await
-                .map_err(|e| ReportFnError::Announce {
-                    topic: topic.clone(),
-                    reason: aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
-                })?;
+                .map_err(|e| announce_error(topic, e))?;
         }
         tracing::info!(location = %location, events = report.events_in_period, "report written");
         Ok(summary)
+    }
+}
+
+fn announce_error<E>(topic: &str, e: E) -> ReportFnError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    ReportFnError::Announce {
+        topic: topic.to_owned(),
+        detail: aws_sdk_sns::error::DisplayErrorContext(&e).to_string(),
+        source: Box::new(e),
     }
 }

@@ -2,14 +2,14 @@
 //!
 //! [`classify`] decides, cheaply, whether a record is a KMS record: records that do not
 //! even contain the text `kms.amazonaws.com` are skipped without being parsed. Candidates
-//! are parsed once, zero-copy, into lenient structs ([`crate::lenient`]) and then
+//! are parsed once, zero-copy, into lenient structs ([`crate::ingest::lenient`]) and then
 //! [`KmsEvent::from_raw`] derives every column: the stable principal, the key ARN, the
 //! encryption context and the rest.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use crate::lenient::{Cursor, Flag, JsonError, List, Obj, StrMap, Text};
+use crate::ingest::lenient::{Cursor, Flag, JsonError, List, Obj, StrMap, Text};
 use crate::time::parse_event_time;
 
 /// The `eventSource` of KMS records.
@@ -83,7 +83,7 @@ fn sniff_event_id(bytes: &[u8]) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Raw, lenient shapes, read by a walk over the record ([`crate::lenient::Cursor`]). Field
+// Raw, lenient shapes, read by a walk over the record ([`crate::ingest::lenient::Cursor`]). Field
 // names follow CloudTrail; unknown members are validated and skipped (they are kept in the
 // raw JSON columns where they matter).
 
@@ -362,7 +362,7 @@ impl<'a> ResponseElements<'a> {
 // ---------------------------------------------------------------------------------------
 
 /// An encryption context: key/value pairs in the order the record gave them.
-pub type Context<'a> = crate::lenient::Pairs<'a>;
+pub type Context<'a> = crate::ingest::lenient::Pairs<'a>;
 
 /// One KMS record, one field per column of [`crate::schema::COLUMNS`] (same order).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -703,7 +703,7 @@ fn part_of<'a>(whole: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
 }
 
 /// True for an AWS service principal name (`s3.amazonaws.com`) or `AWS Internal`.
-pub fn is_aws_service_name(s: &str) -> bool {
+pub(crate) fn is_aws_service_name(s: &str) -> bool {
     s == "AWS Internal" || (s.ends_with(".amazonaws.com") && !s.contains(' '))
 }
 
@@ -719,7 +719,7 @@ pub fn arn_account(arn: &str) -> Option<&str> {
 
 /// The parts of a KMS key ARN.
 #[derive(Debug, PartialEq, Eq)]
-pub struct KeyArnParts<'s> {
+pub(crate) struct KeyArnParts<'s> {
     pub partition: &'s str,
     pub region: &'s str,
     pub account: &'s str,
@@ -727,7 +727,7 @@ pub struct KeyArnParts<'s> {
 }
 
 /// Splits `arn:aws:kms:us-east-1:111122223333:key/<id>`.
-pub fn split_key_arn(arn: &str) -> Option<KeyArnParts<'_>> {
+pub(crate) fn split_key_arn(arn: &str) -> Option<KeyArnParts<'_>> {
     // Every KMS row resolves its key through here, so the colons are found with memchr
     // rather than a general string splitter (about 40% of its instructions, by callgrind).
     let rest = arn.strip_prefix("arn:")?;
@@ -763,7 +763,7 @@ fn alias_of(key_ref: &str) -> Option<&str> {
 }
 
 /// The AWS partition of a region.
-pub fn partition_of(region: &str) -> &'static str {
+pub(crate) fn partition_of(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {

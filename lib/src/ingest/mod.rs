@@ -5,6 +5,17 @@
 //! and the reason; it publishes nothing (its staged files are discarded) and does not stop
 //! the other objects. Rejected records are written, raw, with their reason under
 //! `<lake>/rejects/` so nothing is lost.
+//!
+//! The stages, in the order an object meets them: [`object_name`] (is this key a log?),
+//! [`reader`] (gunzip and split into records), [`record`] (is it KMS? parse it into a
+//! [`record::KmsEvent`]), [`batch`] (into Arrow), then [`crate::lake`]. This module holds
+//! the orchestration: sources, [`ingest_object`], [`ingest_all`] and their counters.
+
+pub mod batch;
+pub(crate) mod lenient;
+pub mod object_name;
+pub mod reader;
+pub mod record;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -13,11 +24,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::batch::{EventBatchBuilder, with_builder};
+use crate::ingest::batch::{EventBatchBuilder, with_builder};
+use crate::ingest::object_name::{ObjectKind, SkipReason, classify_name};
+use crate::ingest::reader::{Item, ReadError, RecordReader, decompressing};
+use crate::ingest::record::{Outcome, RejectReason, classify};
 use crate::lake::{LakeError, LakeStore, ObjectWriter, Published};
-use crate::object_name::{ObjectKind, SkipReason, classify_name};
-use crate::reader::{Item, ReadError, RecordReader, decompressing};
-use crate::record::{Outcome, RejectReason, classify};
 
 /// Rows per Arrow batch (and the unit of memory of the ingest path).
 pub const BATCH_ROWS: usize = 4096;
@@ -360,19 +371,38 @@ pub struct SkippedObject {
     pub reason: SkipReason,
 }
 
+/// A local source that cannot be read or walked.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct SourceError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl From<SourceError> for io::Error {
+    fn from(e: SourceError) -> io::Error {
+        io::Error::new(e.source.kind(), e)
+    }
+}
+
 /// Expands local paths (files and directories, walked recursively, in sorted order) into
 /// objects to ingest and objects skipped by name. A file named explicitly is read unless it
 /// is a digest or Insights file.
-pub fn local_sources(paths: &[PathBuf]) -> Result<(Vec<LocalFile>, Vec<SkippedObject>), io::Error> {
+pub fn local_sources(
+    paths: &[PathBuf],
+) -> Result<(Vec<LocalFile>, Vec<SkippedObject>), SourceError> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        let err = |source| SourceError {
+            path: p.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(p).map_err(err)?;
         if meta.is_dir() {
             for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
-                let entry =
-                    entry.map_err(|e| io::Error::other(format!("walking {}: {e}", p.display())))?;
+                let entry = entry.map_err(|e| err(e.into()))?;
                 if !entry.file_type().is_file() {
                     continue;
                 }

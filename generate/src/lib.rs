@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::time::{DAY_MICROS, civil_from_days, format_micros};
+use kms_audit::time::{DAY_MICROS, civil_from_days, format_micros};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl Default for GenConfig {
     fn default() -> Self {
         GenConfig {
             seed: 7,
-            start_micros: crate::time::days_from_civil(2026, 11, 2) * DAY_MICROS,
+            start_micros: kms_audit::time::days_from_civil(2026, 11, 2) * DAY_MICROS,
             hours: 72,
             accounts: 3,
             regions: vec!["us-east-1".into(), "eu-west-1".into()],
@@ -504,11 +504,11 @@ impl Rec {
 }
 
 fn short_id(s: &str) -> String {
-    format!("{:016X}", crate::lake::fnv1a64(s.as_bytes()))
+    format!("{:016X}", kms_audit::lake::fnv1a64(s.as_bytes()))
 }
 
 fn short_uuid(id: &str) -> String {
-    let h = crate::lake::fnv1a64(id.as_bytes());
+    let h = kms_audit::lake::fnv1a64(id.as_bytes());
     format!(
         "{:08x}-{:04x}-{:04x}",
         h >> 32,
@@ -1431,6 +1431,15 @@ fn write_envelope(path: &Path, recs: &[Rec], level: u32) -> io::Result<u64> {
 
 /// Generates a CloudTrail tree under `out`.
 pub fn generate_tree(cfg: &GenConfig, out: &Path) -> io::Result<Manifest> {
+    generate_tree_with_progress(cfg, out, &mut |_, _| {})
+}
+
+/// [`generate_tree`], calling `progress(hours_done, hours)` after each simulated hour.
+pub fn generate_tree_with_progress(
+    cfg: &GenConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(u32, u32),
+) -> io::Result<Manifest> {
     let mut rng = Rng::new(cfg.seed);
     let sites = build_sites(cfg, &mut rng);
     let t0 = cfg.start_micros - cfg.start_micros.rem_euclid(3_600_000_000);
@@ -1512,6 +1521,7 @@ pub fn generate_tree(cfg: &GenConfig, out: &Path) -> io::Result<Manifest> {
                 manifest.digest_files.push(path);
             }
         }
+        progress(h as u32 + 1, cfg.hours);
     }
     // Planted records past the generated hours are delivered too, one file per site.
     let mut leftovers: BTreeMap<(String, String), Vec<Rec>> = BTreeMap::new();

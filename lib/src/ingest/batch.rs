@@ -19,7 +19,7 @@ use arrow::datatypes::{ArrowNativeType, DataType, Fields};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::record::{Context, KmsEvent};
+use crate::ingest::record::{Context, KmsEvent};
 use crate::schema::schema;
 
 /// Column buffers for one batch, in [`crate::schema::COLUMNS`] order.

@@ -1,10 +1,22 @@
 //! `kms-audit demo`: the first thing a new user runs.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use kms_audit::generate::{GenConfig, generate_tree};
-use kms_audit::query::{OutputFormat, open_local, run_sql, write_batches};
+use kms_audit::sql::{OutputFormat, open_local, run_sql, write_batches};
+use kms_audit_generate::{GenConfig, generate_tree_with_progress};
+
+use super::{LakeArg, TrustedArg, compact, detect, ingest, report};
+
+/// Generate a sample CloudTrail tree with planted incidents, ingest it, query it, run the
+/// detections and write the compliance report
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where to put the sample tree, its lake and the report
+    #[arg(long, default_value = "./kms-demo")]
+    dir: PathBuf,
+}
 
 /// Queries the demo shows, with what each answers.
 const QUERIES: &[(&str, &str)] = &[
@@ -45,22 +57,32 @@ const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn run(dir: &Path) -> Result<i32> {
+pub fn run(args: Args) -> Result<i32> {
+    let dir = &args.dir;
     let trail = dir.join("cloudtrail");
     let lake = dir.join("lake");
     if trail.exists() {
         std::fs::remove_dir_all(&trail).with_context(|| format!("clearing {}", trail.display()))?;
     }
     let cfg = GenConfig::default();
-    println!(
+    let lake_str = lake.display().to_string();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "== 1. Generating {} hours of CloudTrail for {} accounts in {} regions under {}",
         cfg.hours,
         cfg.accounts,
         cfg.regions.len(),
         trail.display()
-    );
-    let manifest = generate_tree(&cfg, &trail)?;
-    println!(
+    )?;
+    let manifest = generate_tree_with_progress(&cfg, &trail, &mut |done, hours| {
+        if done % 24 == 0 || done == hours {
+            // Progress only: a closed stdout is reported by the next step's write.
+            let _ = writeln!(std::io::stdout(), "   {done} of {hours} hours written");
+        }
+    })?;
+    writeln!(
+        out,
         "   {} log files ({} records, {} of them KMS), {} digests, {} Insights files, {} planted incidents",
         manifest.log_files.len(),
         manifest.records,
@@ -68,49 +90,78 @@ pub fn run(dir: &Path) -> Result<i32> {
         manifest.digest_files.len(),
         manifest.insight_files.len(),
         manifest.incidents.len()
-    );
+    )?;
 
-    println!(
+    writeln!(
+        out,
         "\n== 2. kms-audit ingest {} --lake {}",
         trail.display(),
         lake.display()
-    );
-    let lake_str = lake.display().to_string();
-    crate::cmd_ingest(&[trail.display().to_string()], &lake_str, false)?;
+    )?;
+    drop(out);
+    let lake_arg = LakeArg {
+        lake: lake_str.clone(),
+    };
+    ingest::run(ingest::Args {
+        sources: vec![trail.display().to_string()],
+        lake: lake_arg.clone(),
+        json: false,
+    })?;
 
-    println!("\n== 3. kms-audit sql ... (a few questions the lake answers)");
-    let rt = crate::runtime()?;
-    let ctx = open_local(&lake)?;
+    // Ingest writes a file per object and day; the queries, detections and report below
+    // read a compacted day of one file far faster than 1,700 small ones.
+    writeln!(
+        std::io::stdout(),
+        "\n== 3. kms-audit compact --lake {} (each day's files into one)",
+        lake.display()
+    )?;
+    compact::run(compact::Args::every_day(lake_arg.clone()))?;
+
     let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\n== 4. kms-audit sql ... (a few questions the lake answers)"
+    )?;
+    let rt = crate::lake::runtime()?;
+    let ctx = open_local(&lake)?;
     for (title, sql) in QUERIES {
-        println!("\n-- {title}");
+        writeln!(out, "\n-- {title}")?;
         let batches = rt.block_on(run_sql(&ctx, sql))?;
         write_batches(&mut out, &batches, OutputFormat::Table)?;
     }
 
-    println!(
-        "\n== 4. kms-audit detect --lake {} (the first 24 hours train the baselines)",
+    writeln!(
+        out,
+        "\n== 5. kms-audit detect --lake {} (the first 24 hours train the baselines)",
         lake.display()
-    );
-    let alerts = crate::detect::run(&crate::detect::DetectArgs {
-        lake: &lake_str,
+    )?;
+    drop(out);
+    let detect_args = detect::Args {
+        lake: lake_arg.clone(),
         rules: None,
         since: None,
         until: None,
-        trusted_accounts: &[],
-        state: false,
-        sinks: &[],
-    })?;
-    crate::detect::print(&alerts, false)?;
+        format: detect::AlertFormat::Table,
+        trusted: TrustedArg::default(),
+        no_state: true,
+        sinks: Vec::new(),
+    };
+    let alerts = detect::evaluate_and_deliver(&detect_args)?;
+    detect::print(&alerts, false)?;
 
-    println!("\n== 5. The planted incidents, and the events that show them");
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\n== 6. The planted incidents, and the events that show them"
+    )?;
     for i in &manifest.incidents {
         let found: Vec<&str> = alerts
             .iter()
             .filter(|a| i.event_ids.iter().any(|id| a.event_ids.contains(id)))
             .map(|a| a.rule_id.as_str())
             .collect();
-        println!(
+        writeln!(
+            out,
             "  {:<32} {} ({} event{}, first {}); alerted by: {}",
             i.kind,
             i.description,
@@ -122,11 +173,35 @@ pub fn run(dir: &Path) -> Result<i32> {
             } else {
                 found.join(", ")
             }
-        );
+        )?;
     }
-    println!(
+
+    let report_dir = dir.join("report");
+    writeln!(
+        out,
+        "\n== 7. kms-audit report --lake {} --out {}",
+        lake.display(),
+        report_dir.display()
+    )?;
+    drop(out);
+    report::run(report::Args {
+        lake: lake_arg,
+        out: report_dir.clone(),
+        since: None,
+        until: None,
+        trusted: TrustedArg::default(),
+        no_alerts: false,
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "   open {} in a browser",
+        report_dir.join("report.html").display()
+    )?;
+    writeln!(
+        out,
         "\nTry your own: kms-audit sql --lake {} \"SELECT * FROM kms_events WHERE event_name = 'ScheduleKeyDeletion'\"",
         lake.display()
-    );
+    )?;
     Ok(0)
 }

@@ -1,5 +1,5 @@
-//! Where alerts go: a file (NDJSON) or a Slack-compatible webhook. (stdout is the CLI's;
-//! Amazon SNS arrives with the AWS path.)
+//! Where alerts go besides stdout (the CLI's): a file (NDJSON), a Slack-compatible webhook,
+//! or an Amazon SNS topic (feature `aws`).
 //!
 //! Delivery is at least once: each send is retried with backoff, and a sink that still fails
 //! is reported as an error so the caller can keep its state unchanged and send the same
@@ -11,14 +11,59 @@ use std::time::Duration;
 
 use crate::detect::Alert;
 
+/// Why one delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding alert {dedup_key}: {source}")]
+    Encode {
+        dedup_key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("alert {dedup_key}: {source}")]
+    Http {
+        dedup_key: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// An AWS API call failed; `detail` is the SDK's whole error context.
+    #[error("{operation}: {detail}")]
+    Aws {
+        operation: &'static str,
+        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The service took the request but refused some entries.
+    #[error("{failed} of {total} alert(s) not accepted, first: {code} {message}")]
+    Rejected {
+        failed: usize,
+        total: usize,
+        code: String,
+        message: String,
+    },
+}
+
 /// A sink that could not take the alerts.
 #[derive(Debug, thiserror::Error)]
-#[error("sink {sink}: {reason} (after {attempts} attempt(s))")]
+#[error("sink {sink}: {source} (after {attempts} attempt(s))")]
 pub struct SinkError {
     pub sink: String,
-    pub reason: String,
     pub attempts: u32,
+    #[source]
+    pub source: DeliveryError,
 }
+
+/// A sink spec that names no sink kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown sink {0:?}: use file:PATH, an http(s):// webhook URL or an SNS topic ARN")]
+pub struct UnknownSink(pub String);
 
 /// Somewhere alerts can be delivered.
 pub trait AlertSink: std::fmt::Debug + Send + Sync {
@@ -26,7 +71,7 @@ pub trait AlertSink: std::fmt::Debug + Send + Sync {
     /// paths of webhooks are secrets and are not shown).
     fn describe(&self) -> String;
     /// Delivers all alerts, or fails as a whole.
-    fn deliver(&self, alerts: &[Alert]) -> Result<(), String>;
+    fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError>;
 }
 
 /// Appends one JSON object per alert per line.
@@ -40,13 +85,20 @@ impl AlertSink for FileSink {
         format!("file:{}", self.path.display())
     }
 
-    fn deliver(&self, alerts: &[Alert]) -> Result<(), String> {
+    fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| DeliveryError::Io { path, source }
+        };
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let mut buf = Vec::new();
         for a in alerts {
-            serde_json::to_writer(&mut buf, a).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut buf, a).map_err(|source| DeliveryError::Encode {
+                dedup_key: a.dedup_key.clone(),
+                source,
+            })?;
             buf.push(b'\n');
         }
         // One append of whole lines: concurrent writers never interleave inside a line.
@@ -54,9 +106,9 @@ impl AlertSink for FileSink {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| e.to_string())?;
-        f.write_all(&buf).map_err(|e| e.to_string())?;
-        f.sync_data().map_err(|e| e.to_string())
+            .map_err(io(&self.path))?;
+        f.write_all(&buf).map_err(io(&self.path))?;
+        f.sync_data().map_err(io(&self.path))
     }
 }
 
@@ -132,7 +184,7 @@ impl AlertSink for WebhookSink {
         format!("{scheme}://{host}/...")
     }
 
-    fn deliver(&self, alerts: &[Alert]) -> Result<(), String> {
+    fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
             .build()
@@ -143,7 +195,10 @@ impl AlertSink for WebhookSink {
                 .post(&self.url)
                 .header("Content-Type", "application/json")
                 .send(body.as_str())
-                .map_err(|e| format!("alert {}: {e}", a.dedup_key))?;
+                .map_err(|e| DeliveryError::Http {
+                    dedup_key: a.dedup_key.clone(),
+                    source: Box::new(e),
+                })?;
         }
         Ok(())
     }
@@ -162,25 +217,24 @@ pub fn deliver_all(
         return failures;
     }
     for sink in sinks {
-        let mut last = String::new();
-        let mut ok = false;
+        let mut last = None;
         for attempt in 0..attempts.max(1) {
             if attempt > 0 {
                 std::thread::sleep(backoff * 2u32.pow(attempt - 1));
             }
             match sink.deliver(alerts) {
                 Ok(()) => {
-                    ok = true;
+                    last = None;
                     break;
                 }
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        if !ok {
+        if let Some(source) = last {
             failures.push(SinkError {
                 sink: sink.describe(),
-                reason: last,
                 attempts: attempts.max(1),
+                source,
             });
         }
     }
@@ -212,7 +266,7 @@ impl SnsSink {
         }
     }
 
-    async fn publish(&self, alerts: &[Alert]) -> Result<(), String> {
+    async fn publish(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
         let fifo = self.topic_arn.ends_with(".fifo");
         let attr = |v: &str| {
@@ -220,12 +274,15 @@ impl SnsSink {
                 .data_type("String")
                 .string_value(v)
                 .build()
-                .map_err(|e| e.to_string())
+                .map_err(|e| aws_error("building a message attribute", e))
         };
         for chunk in alerts.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, a) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(a).map_err(|e| e.to_string())?;
+                let body = serde_json::to_string(a).map_err(|source| DeliveryError::Encode {
+                    dedup_key: a.dedup_key.clone(),
+                    source,
+                })?;
                 let subject: String = format!(
                     "[{}] kms-audit {}: {}",
                     a.severity.as_str().to_uppercase(),
@@ -250,7 +307,10 @@ impl SnsSink {
                             crate::lake::fnv1a64(a.dedup_key.as_bytes())
                         ));
                 }
-                entries.push(e.build().map_err(|e| e.to_string())?);
+                entries.push(
+                    e.build()
+                        .map_err(|e| aws_error("building a PublishBatch entry", e))?,
+                );
             }
             let out = self
                 .client
@@ -259,18 +319,30 @@ impl SnsSink {
                 .set_publish_batch_request_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| aws_sdk_sns::error::DisplayErrorContext(e).to_string())?;
+                .map_err(|e| aws_error("PublishBatch", e))?;
             if let Some(f) = out.failed().first() {
-                return Err(format!(
-                    "{} of {} alert(s) not published, first: {} {}",
-                    out.failed().len(),
-                    chunk.len(),
-                    f.code(),
-                    f.message().unwrap_or_default()
-                ));
+                return Err(DeliveryError::Rejected {
+                    failed: out.failed().len(),
+                    total: chunk.len(),
+                    code: f.code().to_owned(),
+                    message: f.message().unwrap_or_default().to_owned(),
+                });
             }
         }
         Ok(())
+    }
+}
+
+/// An AWS SDK error, with the SDK's whole context in the message and kept as the source.
+#[cfg(feature = "aws")]
+fn aws_error<E>(operation: &'static str, e: E) -> DeliveryError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    DeliveryError::Aws {
+        operation,
+        detail: aws_sdk_sns::error::DisplayErrorContext(&e).to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -280,7 +352,7 @@ impl AlertSink for SnsSink {
         self.topic_arn.clone()
     }
 
-    fn deliver(&self, alerts: &[Alert]) -> Result<(), String> {
+    fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
         crate::s3::block_on(&self.handle, self.publish(alerts))
     }
 }
@@ -292,14 +364,12 @@ pub fn is_sns_topic(spec: &str) -> bool {
 
 /// Parses a sink spec: `file:PATH`, `http(s)://...` (webhook). SNS topic ARNs are built by
 /// the caller, which holds the AWS configuration ([`SnsSink::new`], feature `aws`).
-pub fn parse_sink(spec: &str) -> Result<Box<dyn AlertSink>, String> {
+pub fn parse_sink(spec: &str) -> Result<Box<dyn AlertSink>, UnknownSink> {
     if let Some(path) = spec.strip_prefix("file:") {
         return Ok(Box::new(FileSink { path: path.into() }));
     }
     if spec.starts_with("https://") || spec.starts_with("http://") {
         return Ok(Box::new(WebhookSink::new(spec)));
     }
-    Err(format!(
-        "unknown sink {spec:?}: use file:PATH, an http(s):// webhook URL or an SNS topic ARN"
-    ))
+    Err(UnknownSink(spec.to_owned()))
 }

@@ -19,7 +19,7 @@
 //! replaced files and the outputs of any newer layer. Whatever the interleaving, that is
 //! the partition as it was either before or after one compaction. [`hidden_files`] is
 //! the rule; the query layer applies it to every listing (see
-//! [`crate::query::CompactionAwareStore`]).
+//! [`crate::sql::CompactionAwareStore`]).
 //!
 //! Replaced names are kept in the manifest after their files are deleted, so ingesting the
 //! same object again (same name, same bytes) stays hidden rather than doubling its rows.
@@ -56,8 +56,12 @@ pub enum CompactError {
         #[source]
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: invalid manifest: {reason}")]
-    Manifest { path: String, reason: String },
+    #[error("{path}: invalid manifest: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -119,7 +123,10 @@ pub struct Manifest {
 
 /// The files of a partition listing (name → size) a reader must not read, per the rule in
 /// the module docs.
-pub fn hidden_files(listing: &BTreeMap<String, u64>, manifest: &Manifest) -> HashSet<String> {
+pub(crate) fn hidden_files(
+    listing: &BTreeMap<String, u64>,
+    manifest: &Manifest,
+) -> HashSet<String> {
     // Newest first; a reader with none complete sees the partition as before any.
     let layers: Vec<&Layer> = [&manifest.pending, &manifest.committed, &manifest.previous]
         .into_iter()
@@ -205,18 +212,16 @@ pub fn read_manifest(lake: &dyn LakeStore, day: &str) -> Result<Manifest, Compac
     let rel = format!("{}/{MANIFEST}", partition_dir(day));
     match lake.read(&rel)? {
         None => Ok(Manifest::default()),
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| CompactError::Manifest {
-            path: rel,
-            reason: e.to_string(),
-        }),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|source| CompactError::Manifest { path: rel, source }),
     }
 }
 
 fn write_manifest(lake: &dyn LakeStore, day: &str, m: &Manifest) -> Result<(), CompactError> {
     let rel = format!("{}/{MANIFEST}", partition_dir(day));
-    let bytes = serde_json::to_vec(m).map_err(|e| CompactError::Manifest {
+    let bytes = serde_json::to_vec(m).map_err(|source| CompactError::Manifest {
         path: rel.clone(),
-        reason: e.to_string(),
+        source,
     })?;
     lake.write(&rel, &bytes)?;
     Ok(())

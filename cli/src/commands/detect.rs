@@ -1,28 +1,60 @@
-//! `kms-audit detect` and `kms-audit rules`.
+//! `kms-audit detect`: the rules over the lake, new alerts to stdout and the sinks.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
+use kms_audit::detect::sinks::{AlertSink, SnsSink, deliver_all, is_sns_topic, parse_sink};
 use kms_audit::detect::{
-    Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, load_rules, parse_time_arg,
+    Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, load_rules,
 };
-use kms_audit::sinks::{AlertSink, SnsSink, deliver_all, is_sns_topic, parse_sink};
 
-/// Options of one detection run.
-#[derive(Debug)]
-pub struct DetectArgs<'a> {
-    pub lake: &'a str,
-    pub rules: Option<&'a Path>,
-    pub since: Option<&'a str>,
-    pub until: Option<&'a str>,
-    pub trusted_accounts: &'a [String],
-    /// Keep and honour deduplication state under `<lake>/state/`.
-    pub state: bool,
-    /// Where to deliver new alerts besides stdout (`file:PATH`, webhook URLs).
-    pub sinks: &'a [String],
+use super::{LakeArg, TrustedArg};
+
+/// Run the detection rules over the lake and print new alerts
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub lake: LakeArg,
+    /// A directory of rules (<id>.sql + <id>.yaml) instead of the built-in catalog
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Window start: RFC 3339 or a span before now (7d, 12h). Default: where the last run
+    /// stopped, else the lake's first event + 24 h (the first day trains baselines)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Window end (exclusive). Default: after the last event
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value_t = AlertFormat::Table)]
+    pub format: AlertFormat,
+    #[command(flatten)]
+    pub trusted: TrustedArg,
+    /// Do not read or write the deduplication state (<lake>/state/detections.json)
+    #[arg(long)]
+    pub no_state: bool,
+    /// Also deliver new alerts to: file:PATH (NDJSON, appended), an http(s):// webhook
+    /// (Slack-compatible) or an SNS topic ARN. Repeatable. A sink that fails after retries fails the run
+    /// and leaves the state unchanged, so the alerts are sent again next run
+    #[arg(long = "sink")]
+    pub sinks: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlertFormat {
+    Table,
+    /// One alert per line
+    Json,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let alerts = evaluate_and_deliver(&args)?;
+    print(&alerts, matches!(args.format, AlertFormat::Json))?;
+    Ok(0)
+}
+
+/// The built-in catalog, or the rules of a directory.
 pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
     Ok(match dir {
         Some(d) => load_rules(d).with_context(|| format!("loading rules from {}", d.display()))?,
@@ -30,18 +62,19 @@ pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
     })
 }
 
-/// Runs the rules; returns the alerts that are new (not already reported).
-pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
+/// Runs the rules and delivers to the sinks; returns the alerts that are new (not already
+/// reported).
+pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
     let any_sns = args.sinks.iter().any(|s| is_sns_topic(s));
-    let lake = crate::lake::Lake::open(args.lake, any_sns)?;
-    let rules = rules(args.rules)?;
+    let lake = crate::lake::Lake::open(&args.lake.lake, any_sns)?;
+    let rules = rules(args.rules.as_deref())?;
     let rt = &lake.rt;
     let ctx = lake.query()?;
-    let now = chrono::Utc::now().timestamp_micros();
+    let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
     let opts = DetectOptions {
-        since: args.since.map(|s| parse_time_arg(s, now)).transpose()?,
-        until: args.until.map(|s| parse_time_arg(s, now)).transpose()?,
-        trusted_accounts: args.trusted_accounts.to_vec(),
+        since,
+        until,
+        trusted_accounts: args.trusted.trusted_accounts.clone(),
     };
     let sinks = {
         let _guard = rt.enter();
@@ -49,11 +82,11 @@ pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
             .iter()
             .map(|s| match (is_sns_topic(s), lake.aws.as_ref()) {
                 (true, Some(aws)) => Ok(Box::new(SnsSink::new(aws, s)) as Box<dyn AlertSink>),
-                _ => parse_sink(s).map_err(anyhow::Error::msg),
+                _ => Ok(parse_sink(s)?),
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let mut state = if args.state {
+    let mut state = if !args.no_state {
         Some(DetectState::load(lake.store.as_ref())?)
     } else {
         None
@@ -61,7 +94,7 @@ pub fn run(args: &DetectArgs<'_>) -> Result<Vec<Alert>> {
     let Some((window, alerts)) = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))? else {
         eprintln!(
             "no events to judge in {} (an empty lake, or only its first 24 hours, which train baselines)",
-            args.lake
+            args.lake.lake
         );
         return Ok(Vec::new());
     };
@@ -118,22 +151,6 @@ pub fn print(alerts: &[Alert], json: bool) -> Result<()> {
             a.first_seen,
             a.count,
             a.summary
-        )?;
-    }
-    Ok(())
-}
-
-pub fn list(dir: Option<&Path>) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    for r in rules(dir)? {
-        let m = &r.meta;
-        writeln!(out, "{:<36} {:<8} {}", m.id, m.severity.as_str(), m.title)?;
-        writeln!(
-            out,
-            "{:<36} dedup {}; {}",
-            "",
-            m.dedup_window,
-            m.references.join("; ")
         )?;
     }
     Ok(())

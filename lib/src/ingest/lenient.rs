@@ -24,10 +24,6 @@ impl<'a> Text<'a> {
     pub fn as_str(&self) -> Option<&str> {
         self.0.as_deref()
     }
-    /// The text, or None when absent or empty.
-    pub fn non_empty(&self) -> Option<&str> {
-        self.as_str().filter(|s| !s.is_empty())
-    }
 }
 
 /// A boolean from `true`/`false` or the strings `"true"`/`"false"` (any case), which is how
@@ -60,6 +56,7 @@ impl<T> Default for Obj<T> {
 }
 
 impl<T> Obj<T> {
+    #[cfg(test)]
     pub fn get(&self) -> Option<&T> {
         self.0.as_ref()
     }

@@ -12,6 +12,8 @@
 //! Files are written under `.staging/` and published by rename (or upload), so a reader
 //! never sees a half-written file.
 
+pub mod compact;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
-use crate::object_name::ObjectName;
+use crate::ingest::object_name::ObjectName;
 use crate::schema::{PARTITION_COLUMN, TABLE};
 use crate::time::format_day;
 
@@ -43,8 +45,14 @@ pub enum LakeError {
         #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("lake storage {uri}: {reason}")]
-    Store { uri: String, reason: String },
+    #[error("lake storage {uri}: {source}")]
+    Store {
+        uri: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lake {uri}: an S3 lake needs an AWS configuration")]
+    NoAwsConfig { uri: String },
 }
 
 impl LakeError {
@@ -235,7 +243,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// The lake path of an object's events for one day.
-pub fn events_file_rel(stem: &str, day: i32) -> String {
+pub(crate) fn events_file_rel(stem: &str, day: i32) -> String {
     format!(
         "{TABLE}/{PARTITION_COLUMN}={}/{stem}.parquet",
         format_day(i64::from(day))
@@ -253,7 +261,7 @@ pub fn events_file_rel(stem: &str, day: i32) -> String {
 /// every non-dictionary column made ingest 1.2x slower than on the
 /// [`INGEST_ZSTD_COLUMNS`], for 3% smaller files). Compaction rewrites the files with zstd
 /// on every column ([`compacted_writer_properties`]).
-pub fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     let mut b = lake_properties(Compression::UNCOMPRESSED)
         // Files this small have one page per column: an offset index would point at it.
         .set_offset_index_disabled(true)
@@ -269,7 +277,7 @@ pub fn writer_properties() -> WriterProperties {
 /// Arrow schema is not embedded in the files: the Parquet schema already says everything
 /// the lake's readers need (the table schema comes from [`crate::schema`]), and for a small
 /// per-object file the embedded copy (4.5 KB for 56 columns) was a quarter of its bytes.
-pub fn arrow_writer_options(props: &WriterProperties) -> ArrowWriterOptions {
+pub(crate) fn arrow_writer_options(props: &WriterProperties) -> ArrowWriterOptions {
     let options = ArrowWriterOptions::new()
         .with_properties(props.clone())
         .with_skip_arrow_metadata(true);
@@ -296,7 +304,7 @@ static INGEST_PROPERTIES: std::sync::LazyLock<WriterProperties> =
 
 /// The settings of compacted files: large, so zstd on every column costs little and saves
 /// a third of the bytes of ingest's files.
-pub fn compacted_writer_properties() -> WriterProperties {
+pub(crate) fn compacted_writer_properties() -> WriterProperties {
     let mut b = lake_properties(zstd())
         .set_max_row_group_row_count(Some(512 * 1024))
         .set_max_row_group_bytes(Some(64 * 1024 * 1024));
@@ -317,7 +325,7 @@ pub fn compacted_writer_properties() -> WriterProperties {
 /// Columns zstd-compressed in ingest's per-object files: the ones where it at least halves
 /// the bytes even in a small file (unique ids, ARNs, the request block and the encryption
 /// context's values).
-pub const INGEST_ZSTD_COLUMNS: &[&str] = &[
+pub(crate) const INGEST_ZSTD_COLUMNS: &[&str] = &[
     "event_id",
     "request_id",
     "principal_arn",
@@ -383,9 +391,9 @@ fn lake_properties(compression: Compression) -> WriterPropertiesBuilder {
 }
 
 /// Bytes of encoded-but-unwritten row groups one object may buffer across its day files.
-pub const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
+pub(crate) const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// Day files of one object that may hold an open row group at once.
-pub const MAX_BUFFERING_DAY_FILES: usize = 4;
+pub(crate) const MAX_BUFFERING_DAY_FILES: usize = 4;
 
 /// A file being written for one (object, day).
 struct DayFile {
@@ -399,7 +407,7 @@ struct DayFile {
 
 /// Writes one object's batches, split by event day, to staged files; [`ObjectWriter::commit`]
 /// publishes them all, [`Drop`] without commit discards them.
-pub struct ObjectWriter<'l> {
+pub(crate) struct ObjectWriter<'l> {
     lake: &'l dyn LakeStore,
     stem: String,
     files: Vec<DayFile>,
@@ -644,8 +652,8 @@ mod tests {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = LocalLake::open(dir.path()).expect("lake");
-        let mut b = crate::batch::EventBatchBuilder::with_capacity(2);
-        b.append(&crate::record::KmsEvent {
+        let mut b = crate::ingest::batch::EventBatchBuilder::with_capacity(2);
+        b.append(&crate::ingest::record::KmsEvent {
             event_id: "e1".into(),
             event_name: "Decrypt".into(),
             event_time: 1_700_000_000_000_000,

@@ -1,11 +1,11 @@
-//! SQL functions for the lake (registered on every [`crate::query::new_context`]):
+//! SQL functions for the lake (registered on every [`crate::sql::new_context`]):
 //!
 //! | function | returns |
 //! |---|---|
 //! | `is_private_ip(source_ip)` | true for RFC 1918, loopback, link-local, CGNAT and IPv6 ULA/link-local addresses; false for public IPs, service names and "AWS Internal" |
 //! | `arn_account(arn)` | the account id in any ARN, else null |
 //! | `ip_network(source_ip)` | the /24 (IPv4) or /48 (IPv6) network of an address, else null |
-//! | `policy_findings(key_policy)` | a list of `{kind, sid, value}` structs (see [`crate::policy`]); null for invalid JSON |
+//! | `policy_findings(key_policy)` | a list of `{kind, sid, value}` structs (see [`crate::sql::policy`]); null for invalid JSON |
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-use crate::policy;
+use crate::sql::policy;
 
 fn finding_fields() -> Fields {
     Fields::from(vec![
@@ -28,7 +28,7 @@ fn finding_fields() -> Fields {
 }
 
 /// The return type of `policy_findings`.
-pub fn findings_type() -> DataType {
+pub(crate) fn findings_type() -> DataType {
     DataType::List(Arc::new(Field::new(
         "item",
         DataType::Struct(finding_fields()),
@@ -139,10 +139,10 @@ fn string_field(st: &mut StructBuilder, i: usize) -> Result<&mut StringBuilder> 
 }
 
 /// Registers kms-audit's SQL functions on a session.
-pub fn register(ctx: &SessionContext) {
+pub(crate) fn register(ctx: &SessionContext) {
     ctx.register_udf(is_private_ip_udf());
     ctx.register_udf(string_udf("arn_account", |arn| {
-        crate::record::arn_account(arn).map(str::to_owned)
+        crate::ingest::record::arn_account(arn).map(str::to_owned)
     }));
     ctx.register_udf(string_udf("ip_network", policy::ip_network));
     ctx.register_udf(policy_findings_udf());

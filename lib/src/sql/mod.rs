@@ -6,6 +6,9 @@
 //! schema is fixed ([`crate::schema::schema`]), so queries on an empty lake return no rows
 //! rather than failing.
 
+pub mod policy;
+mod udf;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,12 +47,12 @@ pub fn new_context() -> SessionContext {
         // the library read strings one way.
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
     let ctx = SessionContext::new_with_config(config);
-    crate::udf::register(&ctx);
+    crate::sql::udf::register(&ctx);
     ctx
 }
 
 /// Listing options of the lake's event table.
-pub fn listing_options() -> ListingOptions {
+pub(crate) fn listing_options() -> ListingOptions {
     ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Date32)])
@@ -57,7 +60,7 @@ pub fn listing_options() -> ListingOptions {
 
 /// Registers `kms_events` for the lake at `url` (a directory URL such as `file:///x/lake/`
 /// or an object-store URL whose store is registered on `ctx`).
-pub fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), QueryError> {
+pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), QueryError> {
     let base = lake_url.trim_end_matches('/');
     let table_url = ListingTableUrl::parse(format!("{base}/{TABLE}/"))?;
     let config = ListingTableConfig::new(table_url)
@@ -74,7 +77,7 @@ pub fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), Query
     Ok(())
 }
 
-/// Views registered next to `kms_events` (documented in the README).
+/// Views registered next to `kms_events` (documented in docs/guide.md).
 pub const VIEWS: &[(&str, &str)] = &[
     (
         // One row per event id (CloudTrail may deliver an event twice; re-ingesting a
@@ -121,11 +124,11 @@ pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
     Ok(ctx)
 }
 
-/// An object store that applies the compaction manifests ([`crate::compact`]) to every
+/// An object store that applies the compaction manifests ([`crate::lake::compact`]) to every
 /// listing: files a compaction replaced, and outputs of a compaction still uploading, are
 /// left out, so a query sees each partition before or after a compaction, never both.
 #[derive(Debug)]
-pub struct CompactionAwareStore {
+pub(crate) struct CompactionAwareStore {
     inner: Arc<dyn ObjectStore>,
 }
 
@@ -155,19 +158,22 @@ impl CompactionAwareStore {
         }
         let mut hidden: HashSet<String> = HashSet::new();
         for (dir, listing) in &dirs {
-            if !listing.contains_key(crate::compact::MANIFEST) {
+            if !listing.contains_key(crate::lake::compact::MANIFEST) {
                 continue;
             }
-            let path = StorePath::parse(format!("{dir}/{}", crate::compact::MANIFEST))?;
+            let path = StorePath::parse(format!("{dir}/{}", crate::lake::compact::MANIFEST))?;
             // Listed a moment ago, and manifests are never deleted: an error here fails the
             // query rather than guessing.
             let bytes = inner.get(&path).await?.bytes().await?;
-            let manifest: crate::compact::Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| os::Error::Generic {
+            let manifest: crate::lake::compact::Manifest =
+                serde_json::from_slice(&bytes).map_err(|source| os::Error::Generic {
                     store: "kms-audit lake",
-                    source: format!("{path}: invalid compaction manifest: {e}").into(),
+                    source: Box::new(crate::lake::compact::CompactError::Manifest {
+                        path: path.to_string(),
+                        source,
+                    }),
                 })?;
-            for name in crate::compact::hidden_files(listing, &manifest) {
+            for name in crate::lake::compact::hidden_files(listing, &manifest) {
                 hidden.insert(format!("{dir}/{name}"));
             }
         }

@@ -182,7 +182,8 @@ pub fn principal_account(p: &str) -> Option<&str> {
     if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
         return Some(p);
     }
-    crate::record::arn_account(p).filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+    crate::ingest::record::arn_account(p)
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A specific user or role (not `*`, not an account root, not a bare account id).

@@ -1,8 +1,8 @@
 //! Compliance reports: evidence from the event record over a period, each finding citing
 //! the events that prove it.
 //!
-//! A report is the sections of `queries/reports/*.sql` (each file: a header of
-//! `-- id:`, `-- title:`, `-- description:`, `-- references:` lines, then one query) plus the
+//! A report is the sections of `queries/reports/` (each `<nn>_<id>.sql`, one query, with
+//! its `<nn>_<id>.yaml` sidecar: id, title, description, references) plus the
 //! alerts the detection rules raise over the period. Queries see these views:
 //!
 //! * `period_events`: `kms_events` in `[since, until)` (partition-pruned by date);
@@ -21,11 +21,12 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::catalog::References;
 use crate::detect::{DetectError, Rule, Window, run_rules};
-use crate::query::{OutputFormat, QueryError, run_sql, write_batches};
+use crate::sql::{OutputFormat, QueryError, run_sql, write_batches};
 use crate::time::{DAY_MICROS, format_micros};
 
 /// Errors building or writing a report.
@@ -49,89 +50,57 @@ pub enum ReportError {
     },
     #[error("report query {file}: {reason}")]
     Definition { file: String, reason: String },
+    #[error("report query {file}: metadata: {source}")]
+    Metadata {
+        file: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("report section {section}: a row is not JSON: {source}")]
+    Row {
+        section: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// A report section's definition.
-#[derive(Debug, Clone, Serialize)]
+/// A report section's definition: `queries/reports/<nn>_<id>.sql` and its YAML sidecar
+/// (`id`, `title`, `description`, `references`), in file-name order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SectionDef {
     pub id: String,
     pub title: String,
     pub description: String,
-    pub references: Vec<String>,
+    pub references: References,
     #[serde(skip)]
     pub sql: String,
 }
 
-/// The built-in sections, in order.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "10_key_inventory.sql",
-        include_str!("../../queries/reports/10_key_inventory.sql"),
-    ),
-    (
-        "20_rotation.sql",
-        include_str!("../../queries/reports/20_rotation.sql"),
-    ),
-    (
-        "30_lifecycle.sql",
-        include_str!("../../queries/reports/30_lifecycle.sql"),
-    ),
-    (
-        "40_admin_changes.sql",
-        include_str!("../../queries/reports/40_admin_changes.sql"),
-    ),
-    (
-        "50_usage.sql",
-        include_str!("../../queries/reports/50_usage.sql"),
-    ),
-    (
-        "60_denied.sql",
-        include_str!("../../queries/reports/60_denied.sql"),
-    ),
-    (
-        "70_coverage.sql",
-        include_str!("../../queries/reports/70_coverage.sql"),
-    ),
-];
-
-/// Parses a section file: header lines, then the query.
-pub fn parse_section(file: &str, text: &str) -> Result<SectionDef, ReportError> {
-    let mut meta = BTreeMap::new();
-    let mut sql = String::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("-- ")
-            && let Some((k, v)) = rest.split_once(':')
-            && sql.trim().is_empty()
-            && matches!(k, "id" | "title" | "description" | "references")
-        {
-            meta.insert(k.to_owned(), v.trim().to_owned());
-            continue;
-        }
-        sql.push_str(line);
-        sql.push('\n');
-    }
-    let get = |k: &str| {
-        meta.get(k).cloned().ok_or_else(|| ReportError::Definition {
+/// Reads a section from its query and its metadata.
+pub fn parse_section(file: &str, sql: &str, yaml: &str) -> Result<SectionDef, ReportError> {
+    let mut def: SectionDef =
+        serde_yaml_ng::from_str(yaml).map_err(|source| ReportError::Metadata {
             file: file.to_owned(),
-            reason: format!("missing `-- {k}:` header"),
-        })
-    };
-    Ok(SectionDef {
-        id: get("id")?,
-        title: get("title")?,
-        description: get("description")?,
-        references: get("references")?
-            .split(';')
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty())
-            .collect(),
-        sql,
-    })
+            source,
+        })?;
+    if !file.ends_with(&def.id) {
+        return Err(ReportError::Definition {
+            file: file.to_owned(),
+            reason: format!("metadata id {:?} differs from the file name", def.id),
+        });
+    }
+    def.sql = sql.to_owned();
+    Ok(def)
 }
 
-/// The built-in section definitions.
+/// The built-in section definitions: every file of `queries/reports/`, embedded at build
+/// time, in file-name order.
 pub fn builtin_sections() -> Result<Vec<SectionDef>, ReportError> {
-    BUILTIN.iter().map(|(f, t)| parse_section(f, t)).collect()
+    crate::catalog::REPORT_SECTIONS
+        .iter()
+        .map(|(file, sql, yaml)| parse_section(file, sql, yaml))
+        .collect()
 }
 
 /// A section's result.
@@ -287,7 +256,10 @@ pub async fn build_report(
                 id: "alerts".into(),
                 title: "Alerts raised in the period".into(),
                 description: "What the detection rules find over the period, deduplicated per incident (the rule catalog: kms-audit rules).".into(),
-                references: vec!["MITRE ATT&CK".into(), "CIS AWS Foundations 4.x".into()],
+                references: opts.rules.iter().fold(References::default(), |mut r, rule| {
+                    r.merge(&rule.meta.references);
+                    r
+                }),
                 sql: String::new(),
             },
             columns,
@@ -354,9 +326,9 @@ fn section(def: SectionDef, batches: Vec<RecordBatch>) -> Result<Section, Report
     write_batches(&mut buf, &batches, OutputFormat::Json)?;
     let mut rows = Vec::new();
     for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let v: Value = serde_json::from_slice(line).map_err(|e| ReportError::Definition {
-            file: def.id.clone(),
-            reason: format!("row is not JSON: {e}"),
+        let v: Value = serde_json::from_slice(line).map_err(|source| ReportError::Row {
+            section: def.id.clone(),
+            source,
         })?;
         if let Value::Object(m) = v {
             rows.push(m);
@@ -547,7 +519,7 @@ fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
 }
 
 /// The self-contained HTML rendering.
-pub fn render_html(r: &Report) -> String {
+pub(crate) fn render_html(r: &Report) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -610,7 +582,7 @@ svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10p
             esc(&s.def.id),
             esc(&s.def.title),
             esc(&s.def.description),
-            esc(&s.def.references.join("; "))
+            esc(&s.def.references.labels().join("; "))
         );
         if s.rows.is_empty() {
             h.push_str("<p class=\"muted\">Nothing in the period.</p>");

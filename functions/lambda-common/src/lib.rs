@@ -1,8 +1,8 @@
 //! What the kms-audit Lambda functions share: their logging, their configuration from the
 //! environment, and reading time fields of a payload.
 
-use kms_audit::detect::parse_time_arg;
 use kms_audit::s3::S3Uri;
+use kms_audit::time::{InvalidTime, parse_time_arg};
 use serde_json::Value;
 
 /// Configuration that cannot work.
@@ -12,8 +12,12 @@ pub enum ConfigError {
     NoLake,
     #[error("KMS_AUDIT_LAKE={0}: a Lambda works on an s3://bucket/prefix lake")]
     NotS3(String),
-    #[error("payload field {field}: {reason}")]
-    Payload { field: &'static str, reason: String },
+    #[error("payload field {field}: {source}")]
+    Payload {
+        field: &'static str,
+        #[source]
+        source: InvalidTime,
+    },
 }
 
 /// JSON log lines on stdout, level from `RUST_LOG` (default `info`), without timestamps
@@ -68,12 +72,7 @@ pub fn payload_time(
     payload
         .get(field)
         .and_then(Value::as_str)
-        .map(|s| {
-            parse_time_arg(s, now).map_err(|e| ConfigError::Payload {
-                field,
-                reason: e.to_string(),
-            })
-        })
+        .map(|s| parse_time_arg(s, now).map_err(|source| ConfigError::Payload { field, source }))
         .transpose()
 }
 
