@@ -297,6 +297,42 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
     );
     assert_eq!(stdout(&stateless).lines().count(), alerts.len());
 
+    // The same alerts as OCSF Detection Findings, with the class's required attributes.
+    let ocsf = kms_audit(
+        &["detect", "--lake", "lake", "--format", "ocsf", "--no-state"],
+        dir,
+    );
+    assert!(ocsf.status.success(), "{}", stderr(&ocsf));
+    let findings: Vec<serde_json::Value> = stdout(&ocsf)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one finding per line"))
+        .collect();
+    assert_eq!(findings.len(), alerts.len());
+    for f in &findings {
+        let a = alerts
+            .iter()
+            .find(|a| a["dedup_key"] == f["finding_info"]["uid"])
+            .expect("a finding per alert");
+        for required in [
+            "activity_id",
+            "category_uid",
+            "class_uid",
+            "finding_info",
+            "metadata",
+            "severity_id",
+            "time",
+            "type_uid",
+        ] {
+            assert!(!f[required].is_null(), "finding without {required}: {f}");
+        }
+        assert_eq!(f["class_uid"], 2004);
+        assert_eq!(f["category_uid"], 2);
+        assert_eq!(f["finding_info"]["uid"], a["dedup_key"]);
+        assert_eq!(f["finding_info"]["analytic"]["uid"], a["rule_id"]);
+        assert!(f["metadata"]["product"]["name"].is_string());
+        assert_eq!(f["evidences"][0]["data"]["event_ids"], a["event_ids"]);
+    }
+
     // The table is sorted by severity.
     let table = kms_audit(&["detect", "--lake", "lake", "--no-state"], dir);
     let sev: Vec<String> = stdout(&table)

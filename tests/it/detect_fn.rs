@@ -2,6 +2,7 @@
 //! to an SNS topic arrive through an SQS subscription, once.
 
 use detect_fn::Detector;
+use kms_audit::detect::sinks::AwsSinkSpec;
 use kms_audit::ingest::{LocalFile, ingest_object};
 use kms_audit::s3::S3Uri;
 use lambda_runtime::{Context, LambdaEvent};
@@ -14,7 +15,7 @@ use crate::gz;
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 /// A topic with a raw-delivery SQS subscription; returns (topic ARN, queue URL).
-fn topic_with_queue(env: &S3Env, name: &str) -> (String, String) {
+pub(crate) fn topic_with_queue(env: &S3Env, name: &str) -> (String, String) {
     let sns = aws_sdk_sns::Client::new(&env.aws.config);
     let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
     env.rt.block_on(async {
@@ -51,7 +52,7 @@ fn topic_with_queue(env: &S3Env, name: &str) -> (String, String) {
     })
 }
 
-fn drain(env: &S3Env, url: &str) -> Vec<Value> {
+pub(crate) fn drain(env: &S3Env, url: &str) -> Vec<Value> {
     let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
     let mut out = Vec::new();
     env.rt.block_on(async {
@@ -93,6 +94,14 @@ fn drain(env: &S3Env, url: &str) -> Vec<Value> {
 
 /// An S3 lake with a day of baseline traffic, then a key scheduled for deletion.
 fn lake_with_incident(env: &S3Env) -> S3Uri {
+    let uri = lake_with(env, &[]);
+    assert_eq!(env.event_ids(&uri).len(), 31);
+    uri
+}
+
+/// An S3 lake with a day of baseline traffic, a key scheduled for deletion, and `more`
+/// records (each merged over the default record of the rule tests).
+pub(crate) fn lake_with(env: &S3Env, more: &[Value]) -> S3Uri {
     let bucket = env.bucket("lake");
     let uri = S3Uri::parse(&format!("s3://{bucket}/kms")).expect("uri");
     let mut records = expand(
@@ -105,6 +114,9 @@ fn lake_with_incident(env: &S3Env) -> S3Uri {
         "requestParameters": {"keyId": KEY, "pendingWindowInDays": 7},
         "resources": [{"ARN": KEY, "accountId": "111122223333", "type": "AWS::KMS::Key"}]}),
     ));
+    for r in more {
+        records.extend(expand(r));
+    }
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir
         .path()
@@ -116,18 +128,18 @@ fn lake_with_incident(env: &S3Env) -> S3Uri {
     .expect("write");
     let lake = env.lake(&uri);
     let report = ingest_object(&LocalFile::new(&path), &lake).expect("ingest");
-    assert_eq!(report.counts.kms_events, 31);
+    assert_eq!(report.counts.rejected, 0);
     uri
 }
 
-fn invoke(env: &S3Env, d: &Detector, payload: Value) -> Result<Value, String> {
+pub(crate) fn invoke(env: &S3Env, d: &Detector, payload: Value) -> Result<Value, String> {
     let _guard = env.rt.enter();
     env.rt
         .block_on(d.handle(LambdaEvent::new(payload, Context::default())))
         .map_err(|e| e.to_string())
 }
 
-fn scheduled_event() -> Value {
+pub(crate) fn scheduled_event() -> Value {
     json!({"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
            "source": "aws.events", "account": "111122223333", "time": "2026-11-12T00:00:00Z",
            "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:111122223333:rule/kms-audit-detect"],
@@ -141,10 +153,16 @@ fn scheduled_detection_publishes_each_alert_once_to_sns() {
     let (topic, queue) = topic_with_queue(&env, &format!("alerts-{}", std::process::id()));
     let detector = {
         let _guard = env.rt.enter();
-        Detector::new(env.aws.clone(), &uri, Some(topic.clone()), vec![]).expect("detector")
+        Detector::new(
+            env.aws.clone(),
+            &uri,
+            vec![AwsSinkSpec::Sns(topic.clone())],
+            vec![],
+        )
+        .expect("detector")
     };
     let out = invoke(&env, &detector, scheduled_event()).expect("run");
-    assert_eq!(out["published_to"], json!(topic));
+    assert_eq!(out["published_to"], json!([topic]));
     let alerts = drain(&env, &queue);
     assert_eq!(out["alerts"].as_u64(), Some(alerts.len() as u64));
     let deletion: Vec<&Value> = alerts
@@ -179,7 +197,13 @@ fn a_failing_topic_fails_the_run_and_keeps_the_alerts_for_the_retry() {
     let missing = "arn:aws:sns:us-east-1:123456789012:no-such-topic".to_owned();
     let detector = {
         let _guard = env.rt.enter();
-        Detector::new(env.aws.clone(), &uri, Some(missing), vec![]).expect("detector")
+        Detector::new(
+            env.aws.clone(),
+            &uri,
+            vec![AwsSinkSpec::Sns(missing)],
+            vec![],
+        )
+        .expect("detector")
     };
     let err = invoke(&env, &detector, scheduled_event()).expect_err("delivery fails");
     assert!(
@@ -191,7 +215,8 @@ fn a_failing_topic_fails_the_run_and_keeps_the_alerts_for_the_retry() {
     let (topic, queue) = topic_with_queue(&env, &format!("retry-{}", std::process::id()));
     let fixed = {
         let _guard = env.rt.enter();
-        Detector::new(env.aws.clone(), &uri, Some(topic), vec![]).expect("detector")
+        Detector::new(env.aws.clone(), &uri, vec![AwsSinkSpec::Sns(topic)], vec![])
+            .expect("detector")
     };
     let out = invoke(&env, &fixed, scheduled_event()).expect("run");
     let alerts = drain(&env, &queue);

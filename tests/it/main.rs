@@ -5,6 +5,7 @@ mod compact;
 mod detect_fn;
 mod detections;
 mod docs;
+mod findings;
 mod fixtures;
 mod lambda;
 mod pipeline;

@@ -114,3 +114,37 @@ fn file_sink_appends_ndjson() {
     let ids: Vec<&str> = lines.iter().map(|a| a.event_ids[0].as_str()).collect();
     assert_eq!(ids, vec!["a", "b", "c"]);
 }
+
+#[test]
+fn aws_sink_specs_name_their_service() {
+    use kms_audit::detect::sinks::AwsSinkSpec;
+    assert_eq!(
+        AwsSinkSpec::parse("securityhub"),
+        Some(AwsSinkSpec::SecurityHub)
+    );
+    assert_eq!(
+        AwsSinkSpec::parse("eventbridge"),
+        Some(AwsSinkSpec::EventBridge(None))
+    );
+    assert_eq!(
+        AwsSinkSpec::parse("eventbridge:security"),
+        Some(AwsSinkSpec::EventBridge(Some("security".into())))
+    );
+    assert_eq!(
+        AwsSinkSpec::parse("arn:aws:sns:us-east-1:111122223333:alerts"),
+        Some(AwsSinkSpec::Sns(
+            "arn:aws:sns:us-east-1:111122223333:alerts".into()
+        ))
+    );
+    for not_aws in ["eventbridge:", "file:x", "https://hooks.example/x", "sns"] {
+        assert_eq!(AwsSinkSpec::parse(not_aws), None, "{not_aws}");
+    }
+    let err = parse_sink("sns")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("securityhub") && err.contains("eventbridge"),
+        "{err}"
+    );
+}

@@ -216,3 +216,26 @@ fn the_function_is_built_from_this_workspace_for_lambda() {
         assert_eq!(p["Architectures"][0].as_str(), Some("arm64"));
     }
 }
+
+#[test]
+fn the_detect_function_reaches_security_hub_and_eventbridge_only_where_chosen() {
+    let t = template();
+    let f = &t["Resources"]["DetectFunction"]["Properties"];
+    let env = &f["Environment"]["Variables"];
+    for var in ["KMS_AUDIT_SECURITY_HUB", "KMS_AUDIT_EVENT_BUS"] {
+        assert!(!env[var].is_null(), "{var} is set from a parameter");
+    }
+    let text = serde_yaml_ng::to_string(&f["Policies"]).expect("yaml");
+    let mut all = Vec::new();
+    statements(&f["Policies"], &mut all);
+    let actions: Vec<&str> = all
+        .iter()
+        .flat_map(|(_, a)| a.iter().map(String::as_str))
+        .collect();
+    assert!(actions.contains(&"securityhub:BatchImportFindings"));
+    assert!(actions.contains(&"events:PutEvents"));
+    // Least privilege: the default product of this account, the chosen bus.
+    assert!(text.contains("product/${AWS::AccountId}/default"), "{text}");
+    assert!(text.contains("event-bus/${AlertEventBusName}"), "{text}");
+    assert!(!text.contains("securityhub:*") && !text.contains("events:*"));
+}

@@ -146,8 +146,8 @@ pub fn run(args: Args) -> Result<i32> {
         no_state: true,
         sinks: Vec::new(),
     };
-    let alerts = detect::evaluate_and_deliver(&detect_args)?;
-    detect::print(&alerts, false)?;
+    let (rules, alerts) = detect::evaluate_and_deliver(&detect_args)?;
+    detect::print(&alerts, detect::AlertFormat::Table, &rules)?;
 
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use kms_audit::detect::sinks::{AlertSink, SnsSink, deliver_all, is_sns_topic, parse_sink};
+use kms_audit::detect::sinks::aws::aws_sink;
+use kms_audit::detect::sinks::{AwsSinkSpec, deliver_all, parse_sink};
 use kms_audit::detect::{
     Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate, load_rules,
 };
@@ -35,8 +36,10 @@ pub struct Args {
     #[arg(long)]
     pub no_state: bool,
     /// Also deliver new alerts to: file:PATH (NDJSON, appended), an http(s):// webhook
-    /// (Slack-compatible) or an SNS topic ARN. Repeatable. A sink that fails after retries fails the run
-    /// and leaves the state unchanged, so the alerts are sent again next run
+    /// (Slack-compatible), an SNS topic ARN, eventbridge[:BUS] (PutEvents, detail-type "KMS
+    /// alert") or securityhub (ASFF findings, updated in place when an alert is sent again).
+    /// Repeatable. A sink that fails after retries fails the run and leaves the state
+    /// unchanged, so the alerts are sent again next run
     #[arg(long = "sink")]
     pub sinks: Vec<String>,
 }
@@ -46,11 +49,13 @@ pub enum AlertFormat {
     Table,
     /// One alert per line
     Json,
+    /// One OCSF Detection Finding (class 2004) per line
+    Ocsf,
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let alerts = evaluate_and_deliver(&args)?;
-    print(&alerts, matches!(args.format, AlertFormat::Json))?;
+    let (rules, alerts) = evaluate_and_deliver(&args)?;
+    print(&alerts, args.format, &rules)?;
     Ok(0)
 }
 
@@ -62,11 +67,11 @@ pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
     })
 }
 
-/// Runs the rules and delivers to the sinks; returns the alerts that are new (not already
-/// reported).
-pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
-    let any_sns = args.sinks.iter().any(|s| is_sns_topic(s));
-    let lake = crate::lake::Lake::open(&args.lake.lake, any_sns)?;
+/// Runs the rules and delivers to the sinks; returns the rules and the alerts that are new
+/// (not already reported).
+pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
+    let any_aws = args.sinks.iter().any(|s| AwsSinkSpec::parse(s).is_some());
+    let lake = crate::lake::Lake::open(&args.lake.lake, any_aws)?;
     let rules = rules(args.rules.as_deref())?;
     let rt = &lake.rt;
     let ctx = lake.query()?;
@@ -80,8 +85,8 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
         let _guard = rt.enter();
         args.sinks
             .iter()
-            .map(|s| match (is_sns_topic(s), lake.aws.as_ref()) {
-                (true, Some(aws)) => Ok(Box::new(SnsSink::new(aws, s)) as Box<dyn AlertSink>),
+            .map(|s| match (AwsSinkSpec::parse(s), lake.aws.as_ref()) {
+                (Some(spec), Some(aws)) => Ok(aws_sink(aws, &spec, &rules)),
                 _ => Ok(parse_sink(s)?),
             })
             .collect::<Result<Vec<_>>>()?
@@ -96,7 +101,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
             "no events to judge in {} (an empty lake, or only its first 24 hours, which train baselines)",
             args.lake.lake
         );
-        return Ok(Vec::new());
+        return Ok((rules, Vec::new()));
     };
     // Deliver before remembering: if a sink fails, the state is left as it was and the
     // next run sends these alerts again (at least once, never silently dropped).
@@ -105,7 +110,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
         for f in &failures {
             eprintln!("error: {f}");
         }
-        print(&alerts, true)?;
+        print(&alerts, AlertFormat::Json, &rules)?;
         anyhow::bail!(
             "{} sink(s) failed; the alerts above were printed and will be sent again next run",
             failures.len()
@@ -121,17 +126,34 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<Vec<Alert>> {
         kms_audit::time::format_micros(window.until),
         alerts.len()
     );
-    Ok(alerts)
+    Ok((rules, alerts))
 }
 
-pub fn print(alerts: &[Alert], json: bool) -> Result<()> {
+/// Alerts on stdout: a table, one JSON alert per line, or one OCSF finding per line.
+pub fn print(alerts: &[Alert], format: AlertFormat, rules: &[Rule]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
-        for a in alerts {
-            serde_json::to_writer(&mut out, a)?;
-            writeln!(out)?;
+    match format {
+        AlertFormat::Table => {}
+        AlertFormat::Json => {
+            for a in alerts {
+                serde_json::to_writer(&mut out, a)?;
+                writeln!(out)?;
+            }
+            return Ok(());
         }
-        return Ok(());
+        AlertFormat::Ocsf => {
+            let now_ms = kms_audit::time::now_micros() / 1000;
+            for a in alerts {
+                let meta = rules
+                    .iter()
+                    .find(|r| r.meta.id == a.rule_id)
+                    .map(|r| &r.meta);
+                let finding = kms_audit::detect::ocsf::detection_finding(a, meta, now_ms);
+                serde_json::to_writer(&mut out, &finding)?;
+                writeln!(out)?;
+            }
+            return Ok(());
+        }
     }
     if alerts.is_empty() {
         writeln!(out, "no alerts")?;

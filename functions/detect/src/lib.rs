@@ -1,20 +1,23 @@
 //! The `detect` Lambda: on a schedule, runs the detection rules over the lake's new
-//! events, publishes the alerts not reported yet to an SNS topic, and remembers them.
+//! events, publishes the alerts not reported yet to an SNS topic, AWS Security Hub and an
+//! EventBridge bus (any of them), and remembers them.
 //!
 //! Configuration (environment): `KMS_AUDIT_LAKE=s3://bucket/prefix`,
-//! `KMS_AUDIT_ALERT_TOPIC_ARN` (alerts are logged either way), `KMS_AUDIT_TRUSTED_ACCOUNTS`
+//! `KMS_AUDIT_ALERT_TOPIC_ARN`, `KMS_AUDIT_SECURITY_HUB=true`, `KMS_AUDIT_EVENT_BUS` (a bus
+//! name or ARN; alerts are logged either way), `KMS_AUDIT_TRUSTED_ACCOUNTS`
 //! (comma-separated). The payload may carry `since`/`until` (RFC 3339 or a span such as
 //! `7d`) for a manual re-run over a past window; a scheduled event carries neither, and the
 //! window starts where the last run stopped (less the late-arrival margin).
 //!
 //! Delivery is at least once: the state (`<lake>/state/detections.json`) is saved only after
-//! SNS accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
+//! every sink accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
 //! the same alerts are sent again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kms_audit::detect::sinks::{AlertSink, SnsSink, deliver_all};
+use kms_audit::detect::sinks::aws::aws_sink;
+use kms_audit::detect::sinks::{AlertSink, AwsSinkSpec, SinkError, deliver_all};
 use kms_audit::detect::{Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate};
 use kms_audit::lake::LakeStore;
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
@@ -33,7 +36,7 @@ pub enum DetectFnError {
     #[error("{0}")]
     Query(#[from] kms_audit::sql::QueryError),
     #[error("alert delivery failed, state unchanged (the alerts are sent again): {0}")]
-    Delivery(String),
+    Delivery(#[source] SinkError),
     #[error("the delivery task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -44,7 +47,7 @@ pub struct Detector {
     aws: Aws,
     lake_uri: S3Uri,
     lake: Arc<dyn LakeStore>,
-    topic: Option<String>,
+    sinks: Vec<AwsSinkSpec>,
     trusted: Vec<String>,
     rules: Arc<Vec<Rule>>,
 }
@@ -52,23 +55,23 @@ pub struct Detector {
 impl Detector {
     pub async fn from_env() -> Result<Detector, DetectFnError> {
         let uri = lambda_common::lake_from_env()?;
-        let topic = lambda_common::topic_from_env();
+        let sinks = lambda_common::alert_sinks_from_env();
         let trusted = lambda_common::trusted_accounts_from_env();
-        Detector::new(Aws::load().await, &uri, topic, trusted)
+        Detector::new(Aws::load().await, &uri, sinks, trusted)
     }
 
     /// Must run inside the tokio runtime (the lake keeps its handle).
     pub fn new(
         aws: Aws,
         lake: &S3Uri,
-        topic: Option<String>,
+        sinks: Vec<AwsSinkSpec>,
         trusted: Vec<String>,
     ) -> Result<Detector, DetectFnError> {
         Ok(Detector {
             lake: Arc::new(S3Lake::open(&aws, lake)?),
             lake_uri: lake.clone(),
             aws,
-            topic,
+            sinks,
             trusted,
             rules: Arc::new(builtin_rules()?),
         })
@@ -103,17 +106,18 @@ impl Detector {
             );
         }
         let sinks: Vec<Box<dyn AlertSink>> = self
-            .topic
+            .sinks
             .iter()
-            .map(|t| Box::new(SnsSink::new(&self.aws, t)) as Box<dyn AlertSink>)
+            .map(|s| aws_sink(&self.aws, s, &self.rules))
             .collect();
+        let published_to: Vec<String> = sinks.iter().map(|s| s.describe()).collect();
         let lake = self.lake.clone();
         let delivered = alerts.clone();
         tokio::task::spawn_blocking(move || {
             let failures =
                 deliver_all(&sinks, &delivered, 3, std::time::Duration::from_millis(500));
-            if let Some(f) = failures.first() {
-                return Err(DetectFnError::Delivery(f.to_string()));
+            if let Some(f) = failures.into_iter().next() {
+                return Err(DetectFnError::Delivery(f));
             }
             state.save(lake.as_ref())?;
             Ok(())
@@ -142,7 +146,7 @@ impl Detector {
             "rules": self.rules.len(),
             "alerts": alerts.len(),
             "by_severity": by_severity,
-            "published_to": self.topic,
+            "published_to": published_to,
         }))
     }
 }

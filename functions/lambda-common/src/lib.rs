@@ -1,6 +1,7 @@
 //! What the kms-audit Lambda functions share: their logging, their configuration from the
 //! environment, and reading time fields of a payload.
 
+use kms_audit::detect::sinks::AwsSinkSpec;
 use kms_audit::s3::S3Uri;
 use kms_audit::time::{InvalidTime, parse_time_arg};
 use serde_json::Value;
@@ -50,6 +51,36 @@ pub fn topic_from_env() -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// Where the detect function sends alerts: the SNS topic of `KMS_AUDIT_ALERT_TOPIC_ARN`,
+/// Security Hub when `KMS_AUDIT_SECURITY_HUB` is `true`, and the EventBridge bus of
+/// `KMS_AUDIT_EVENT_BUS` (a name or ARN; `default` is the account's default bus).
+pub fn alert_sinks_from_env() -> Vec<AwsSinkSpec> {
+    let var = |name: &str| std::env::var(name).ok();
+    alert_sinks(
+        topic_from_env(),
+        var("KMS_AUDIT_SECURITY_HUB").as_deref(),
+        var("KMS_AUDIT_EVENT_BUS").as_deref(),
+    )
+}
+
+/// [`alert_sinks_from_env`] from the variables' values.
+pub fn alert_sinks(
+    topic: Option<String>,
+    security_hub: Option<&str>,
+    event_bus: Option<&str>,
+) -> Vec<AwsSinkSpec> {
+    let mut sinks: Vec<AwsSinkSpec> = topic.into_iter().map(AwsSinkSpec::Sns).collect();
+    if security_hub.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        sinks.push(AwsSinkSpec::SecurityHub);
+    }
+    match event_bus.map(str::trim) {
+        None | Some("") => {}
+        Some("default") => sinks.push(AwsSinkSpec::EventBridge(None)),
+        Some(bus) => sinks.push(AwsSinkSpec::EventBridge(Some(bus.to_owned()))),
+    }
+    sinks
+}
+
 /// The accounts trusted besides those in the lake, from `KMS_AUDIT_TRUSTED_ACCOUNTS`
 /// (comma-separated).
 pub fn trusted_accounts_from_env() -> Vec<String> {
@@ -79,6 +110,27 @@ pub fn payload_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sinks_follow_the_template_parameters() {
+        assert_eq!(alert_sinks(None, Some("false"), Some("")), []);
+        assert_eq!(
+            alert_sinks(
+                Some("arn:aws:sns:us-east-1:1:t".into()),
+                Some("true"),
+                Some("default")
+            ),
+            [
+                AwsSinkSpec::Sns("arn:aws:sns:us-east-1:1:t".into()),
+                AwsSinkSpec::SecurityHub,
+                AwsSinkSpec::EventBridge(None)
+            ]
+        );
+        assert_eq!(
+            alert_sinks(None, None, Some("security-alerts")),
+            [AwsSinkSpec::EventBridge(Some("security-alerts".into()))]
+        );
+    }
 
     #[test]
     fn payload_times_are_rfc3339_or_spans() {

@@ -23,6 +23,7 @@
 //! alerts go).
 
 mod engine;
+pub mod ocsf;
 mod rules;
 pub mod sinks;
 

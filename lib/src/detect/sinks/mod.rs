@@ -1,5 +1,6 @@
 //! Where alerts go besides stdout (the CLI's): a file (NDJSON), a Slack-compatible webhook,
-//! or an Amazon SNS topic (feature `aws`).
+//! and, with the feature `aws` ([`aws`]), an Amazon SNS topic, an EventBridge bus or AWS
+//! Security Hub.
 //!
 //! Delivery is at least once: each send is retried with backoff, and a sink that still fails
 //! is reported as an error so the caller can keep its state unchanged and send the same
@@ -10,6 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::detect::Alert;
+
+#[cfg(feature = "aws")]
+pub mod aws;
 
 /// Why one delivery attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +66,9 @@ pub struct SinkError {
 
 /// A sink spec that names no sink kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sink {0:?}: use file:PATH, an http(s):// webhook URL or an SNS topic ARN")]
+#[error(
+    "unknown sink {0:?}: use file:PATH, an http(s):// webhook URL, an SNS topic ARN, eventbridge[:BUS] or securityhub"
+)]
 pub struct UnknownSink(pub String);
 
 /// Somewhere alerts can be delivered.
@@ -241,129 +247,40 @@ pub fn deliver_all(
     failures
 }
 
-/// Amazon SNS: one message per alert, published in batches of 10. The subject names the
-/// severity and rule, the body is the alert as JSON (the contract of DESIGN.md), and the
-/// message attributes `severity` and `rule_id` let subscriptions filter (for instance, only
-/// `critical` to a pager). On a FIFO topic (`.fifo`), the group is the rule and the
-/// deduplication id the alert's `dedup_key`, so SNS drops a re-sent alert too.
-#[cfg(feature = "aws")]
-#[derive(Debug, Clone)]
-pub struct SnsSink {
-    client: aws_sdk_sns::Client,
-    handle: tokio::runtime::Handle,
-    pub topic_arn: String,
-}
-
-#[cfg(feature = "aws")]
-impl SnsSink {
-    /// A sink for a topic, with a client configured like the others (`AWS_ENDPOINT_URL`
-    /// honoured). Keeps the current tokio runtime's handle.
-    pub fn new(aws: &crate::s3::Aws, topic_arn: &str) -> SnsSink {
-        SnsSink {
-            client: aws_sdk_sns::Client::new(&aws.config),
-            handle: tokio::runtime::Handle::current(),
-            topic_arn: topic_arn.to_owned(),
-        }
-    }
-
-    async fn publish(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-        let fifo = self.topic_arn.ends_with(".fifo");
-        let attr = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .map_err(|e| aws_error("building a message attribute", e))
-        };
-        for chunk in alerts.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, a) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(a).map_err(|source| DeliveryError::Encode {
-                    dedup_key: a.dedup_key.clone(),
-                    source,
-                })?;
-                let subject: String = format!(
-                    "[{}] kms-audit {}: {}",
-                    a.severity.as_str().to_uppercase(),
-                    a.rule_id,
-                    a.title
-                )
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(100)
-                .collect();
-                let mut e = PublishBatchRequestEntry::builder()
-                    .id(format!("a{i}"))
-                    .message(body)
-                    .subject(subject)
-                    .message_attributes("severity", attr(a.severity.as_str())?)
-                    .message_attributes("rule_id", attr(&a.rule_id)?);
-                if fifo {
-                    e = e
-                        .message_group_id(a.rule_id.clone())
-                        .message_deduplication_id(format!(
-                            "{:016x}",
-                            crate::lake::fnv1a64(a.dedup_key.as_bytes())
-                        ));
-                }
-                entries.push(
-                    e.build()
-                        .map_err(|e| aws_error("building a PublishBatch entry", e))?,
-                );
-            }
-            let out = self
-                .client
-                .publish_batch()
-                .topic_arn(&self.topic_arn)
-                .set_publish_batch_request_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| aws_error("PublishBatch", e))?;
-            if let Some(f) = out.failed().first() {
-                return Err(DeliveryError::Rejected {
-                    failed: out.failed().len(),
-                    total: chunk.len(),
-                    code: f.code().to_owned(),
-                    message: f.message().unwrap_or_default().to_owned(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An AWS SDK error, with the SDK's whole context in the message and kept as the source.
-#[cfg(feature = "aws")]
-fn aws_error<E>(operation: &'static str, e: E) -> DeliveryError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    DeliveryError::Aws {
-        operation,
-        detail: aws_sdk_sns::error::DisplayErrorContext(&e).to_string(),
-        source: Box::new(e),
-    }
-}
-
-#[cfg(feature = "aws")]
-impl AlertSink for SnsSink {
-    fn describe(&self) -> String {
-        self.topic_arn.clone()
-    }
-
-    fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        crate::s3::block_on(&self.handle, self.publish(alerts))
-    }
-}
-
 /// Whether a sink spec names an SNS topic (an `arn:...:sns:...` ARN).
 pub fn is_sns_topic(spec: &str) -> bool {
     spec.starts_with("arn:") && spec.split(':').nth(2) == Some("sns")
 }
 
-/// Parses a sink spec: `file:PATH`, `http(s)://...` (webhook). SNS topic ARNs are built by
-/// the caller, which holds the AWS configuration ([`SnsSink::new`], feature `aws`).
+/// A sink that reaches an AWS service (built with the AWS configuration, feature `aws`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsSinkSpec {
+    /// An SNS topic ARN.
+    Sns(String),
+    /// `eventbridge` (the default bus) or `eventbridge:BUS` (a name or ARN).
+    EventBridge(Option<String>),
+    /// `securityhub`: findings of the account's default product.
+    SecurityHub,
+}
+
+impl AwsSinkSpec {
+    pub fn parse(spec: &str) -> Option<AwsSinkSpec> {
+        if is_sns_topic(spec) {
+            return Some(AwsSinkSpec::Sns(spec.to_owned()));
+        }
+        if spec == "securityhub" {
+            return Some(AwsSinkSpec::SecurityHub);
+        }
+        if spec == "eventbridge" {
+            return Some(AwsSinkSpec::EventBridge(None));
+        }
+        let bus = spec.strip_prefix("eventbridge:")?;
+        (!bus.is_empty()).then(|| AwsSinkSpec::EventBridge(Some(bus.to_owned())))
+    }
+}
+
+/// Parses a sink spec: `file:PATH`, `http(s)://...` (webhook). The AWS sinks
+/// ([`AwsSinkSpec`]) are built by the caller, which holds the AWS configuration.
 pub fn parse_sink(spec: &str) -> Result<Box<dyn AlertSink>, UnknownSink> {
     if let Some(path) = spec.strip_prefix("file:") {
         return Ok(Box::new(FileSink { path: path.into() }));
