@@ -51,7 +51,8 @@ pub enum HandlerError {
     Objects {
         failed: usize,
         total: usize,
-        first: String,
+        #[source]
+        first: ObjectError,
     },
     #[error("compaction: {0}")]
     Compact(#[from] CompactError),
@@ -157,8 +158,8 @@ impl Handler {
                     Work::Objects(o) => o,
                     Work::TestEvent | Work::Nothing(_) => Vec::new(),
                 };
-                let (_, stats) = self.ingest(&objs).await?;
-                if let Some(first) = stats.first_failure.clone() {
+                let (_, mut stats) = self.ingest(&objs).await?;
+                if let Some(first) = stats.first_failure.take() {
                     emit_metrics(&stats, started.elapsed().as_secs_f64());
                     return Err(HandlerError::Objects {
                         failed: stats.objects_failed as usize,
@@ -248,7 +249,7 @@ impl Handler {
             return Ok((outcomes, stats));
         }
         let lake = self.lake.clone();
-        let run = tokio::task::spawn_blocking(move || {
+        let mut run = tokio::task::spawn_blocking(move || {
             let run = ingest_all(&sources, lake.as_ref(), &|_| {});
             for f in &run.failures {
                 if !f.retryable() {
@@ -288,7 +289,9 @@ impl Handler {
                 retryable = f.retryable(),
                 "object failed; its message will be retried, then sent to the DLQ"
             );
-            stats.first_failure.get_or_insert_with(|| f.to_string());
+        }
+        if stats.first_failure.is_none() {
+            stats.first_failure = std::mem::take(&mut run.failures).into_iter().next();
         }
         stats.objects += run.objects;
         stats.objects_failed += run.objects_failed;
@@ -315,13 +318,14 @@ fn record_object_failure(lake: &dyn LakeStore, f: &ObjectError) {
 }
 
 /// Totals of an invocation.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Stats {
     pub objects: u64,
     pub objects_failed: u64,
     pub objects_skipped: u64,
     pub counts: Counts,
-    pub first_failure: Option<String>,
+    /// The first object that failed, with its cause.
+    pub first_failure: Option<ObjectError>,
 }
 
 impl Stats {
