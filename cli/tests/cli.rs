@@ -313,17 +313,8 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
             .iter()
             .find(|a| a["dedup_key"] == f["finding_info"]["uid"])
             .expect("a finding per alert");
-        for required in [
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "finding_info",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-        ] {
-            assert!(!f[required].is_null(), "finding without {required}: {f}");
+        for required in kms_audit::detect::ocsf::REQUIRED_ATTRIBUTES {
+            assert!(!f[*required].is_null(), "finding without {required}: {f}");
         }
         assert_eq!(f["class_uid"], 2004);
         assert_eq!(f["category_uid"], 2);

@@ -14,32 +14,38 @@ use crate::gz;
 
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
+/// A new queue `<name>-q`; returns (queue URL, queue ARN).
+pub(crate) async fn queue(env: &S3Env, name: &str) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
+    let q = sqs
+        .create_queue()
+        .queue_name(format!("{name}-q"))
+        .send()
+        .await
+        .expect("queue");
+    let url = q.queue_url().expect("url").to_owned();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attrs");
+    let queue_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .to_owned();
+    (url, queue_arn)
+}
+
 /// A topic with a raw-delivery SQS subscription; returns (topic ARN, queue URL).
 pub(crate) fn topic_with_queue(env: &S3Env, name: &str) -> (String, String) {
     let sns = aws_sdk_sns::Client::new(&env.aws.config);
-    let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
     env.rt.block_on(async {
         let topic = sns.create_topic().name(name).send().await.expect("topic");
         let topic_arn = topic.topic_arn().expect("arn").to_owned();
-        let q = sqs
-            .create_queue()
-            .queue_name(format!("{name}-q"))
-            .send()
-            .await
-            .expect("queue");
-        let url = q.queue_url().expect("url").to_owned();
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("attrs");
-        let queue_arn = attrs
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .expect("queue arn")
-            .to_owned();
+        let (url, queue_arn) = queue(env, name).await;
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")

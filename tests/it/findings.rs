@@ -14,7 +14,7 @@ use kms_audit::s3::S3Uri;
 use serde_json::{Value, json};
 
 use crate::aws::S3Env;
-use crate::detect_fn::{drain, invoke, lake_with, scheduled_event};
+use crate::detect_fn::{drain, invoke, lake_with, queue, scheduled_event};
 
 const KEY2: &str = "arn:aws:kms:us-east-1:111122223333:key/2222abcd-12ab-34cd-56ef-1234567890ab";
 
@@ -65,7 +65,6 @@ fn findings(env: &S3Env) -> Vec<AwsSecurityFinding> {
 /// returns (bus name, queue URL).
 fn bus_routing_to_queue(env: &S3Env, name: &str, severities: &[&str]) -> (String, String) {
     let events = aws_sdk_eventbridge::Client::new(&env.aws.config);
-    let sqs = aws_sdk_sqs::Client::new(&env.aws.config);
     env.rt.block_on(async {
         events
             .create_event_bus()
@@ -73,25 +72,7 @@ fn bus_routing_to_queue(env: &S3Env, name: &str, severities: &[&str]) -> (String
             .send()
             .await
             .expect("bus");
-        let q = sqs
-            .create_queue()
-            .queue_name(format!("{name}-q"))
-            .send()
-            .await
-            .expect("queue");
-        let url = q.queue_url().expect("url").to_owned();
-        let attrs = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("attrs");
-        let queue_arn = attrs
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .expect("queue arn")
-            .to_owned();
+        let (url, queue_arn) = queue(env, name).await;
         let pattern = json!({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE],
                              "detail": {"severity": severities}});
         events

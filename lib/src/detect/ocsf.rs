@@ -19,6 +19,17 @@ pub const OCSF_VERSION: &str = "1.3.0";
 pub const CLASS_UID: u32 = 2004;
 /// Findings.
 pub const CATEGORY_UID: u32 = 2;
+/// The attributes a Detection Finding must carry.
+pub const REQUIRED_ATTRIBUTES: &[&str] = &[
+    "activity_id",
+    "category_uid",
+    "class_uid",
+    "finding_info",
+    "metadata",
+    "severity_id",
+    "time",
+    "type_uid",
+];
 
 /// OCSF `severity_id`: 1 Informational .. 5 Critical.
 pub fn severity_id(s: Severity) -> u8 {
@@ -194,17 +205,8 @@ mod tests {
         )
         .expect("meta");
         let f = detection_finding(&alert(), Some(&meta), 1_793_000_000_000);
-        for required in [
-            "activity_id",
-            "category_uid",
-            "class_uid",
-            "finding_info",
-            "metadata",
-            "severity_id",
-            "time",
-            "type_uid",
-        ] {
-            assert!(!f[required].is_null(), "{required}");
+        for required in REQUIRED_ATTRIBUTES {
+            assert!(!f[*required].is_null(), "{required}");
         }
         assert_eq!(f["class_uid"], 2004);
         assert_eq!(f["type_uid"], 200401);
