@@ -322,3 +322,39 @@ fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
     assert!(second.is_empty(), "re-alerted: {second:#?}");
     assert_eq!(state.high_water_mark, Some(window.until));
 }
+
+#[test]
+fn rules_are_read_only_and_cannot_change_what_other_rules_read() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ctx = open_local(tmp.path()).expect("ctx");
+    let template = builtin_rules().expect("rules").remove(0);
+    let window = Window {
+        since: 0,
+        until: parse_event_time("2026-11-12T00:00:00Z").expect("time"),
+    };
+    for (id, sql) in [
+        (
+            "redefines_a_view",
+            "CREATE OR REPLACE VIEW window_events AS SELECT 1 AS x",
+        ),
+        ("drops_a_view", "DROP VIEW history_events"),
+        ("inserts", "INSERT INTO kms_events SELECT * FROM kms_events"),
+        ("sets", "SET datafusion.execution.batch_size = 1"),
+    ] {
+        let mut evil = template.clone();
+        evil.meta.id = id.to_owned();
+        evil.sql = sql.to_owned();
+        let err = rt()
+            .block_on(run_rules(&ctx, &[evil], window, &[]))
+            .expect_err("a rule may only query");
+        assert!(err.to_string().contains(id), "{err}");
+    }
+    // The views the rules read are as the engine defined them.
+    let cols = rt()
+        .block_on(kms_audit::sql::run_sql(
+            &ctx,
+            "SELECT event_id FROM window_events UNION ALL SELECT event_id FROM history_events",
+        ))
+        .expect("both views still stand, with their columns");
+    assert_eq!(cols.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+}

@@ -212,10 +212,14 @@ pub async fn run_rules(
 async fn run_rule(ctx: &SessionContext, rule: &Rule) -> Result<Vec<Alert>, DetectError> {
     let id = &rule.meta.id;
     let body = rule.sql.trim().trim_end_matches(';');
-    let df = ctx.sql(body).await.map_err(|e| DetectError::Query {
-        rule: id.clone(),
-        source: e.into(),
-    })?;
+    // Read-only: a rule file cannot redefine the views the rules after it read.
+    let df = ctx
+        .sql_with_options(body, crate::sql::read_only())
+        .await
+        .map_err(|e| DetectError::Query {
+            rule: id.clone(),
+            source: e.into(),
+        })?;
     let has = |name: &str| df.schema().fields().iter().any(|f| f.name() == name);
     for required in [
         "principal",

@@ -223,7 +223,7 @@ pub async fn build_report(
     let mut sections = Vec::new();
     for def in builtin_sections()? {
         let started = std::time::Instant::now();
-        let batches = run_sql(ctx, &def.sql)
+        let batches = crate::sql::run_read_only(ctx, &def.sql)
             .await
             .map_err(|source| ReportError::Section {
                 section: def.id.clone(),

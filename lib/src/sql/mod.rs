@@ -288,6 +288,24 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>
     Ok(df.collect().await?)
 }
 
+/// What catalog queries (rules, report sections) may run: one query, no DDL (`CREATE VIEW`
+/// would change what the queries after it read), no DML, no `SET`.
+pub fn read_only() -> datafusion::execution::context::SQLOptions {
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// [`run_sql`] with [`read_only`] options.
+pub async fn run_read_only(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let df = ctx.sql_with_options(sql, read_only()).await?;
+    Ok(df.collect().await?)
+}
+
 /// Output formats of query results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
