@@ -50,9 +50,15 @@ fn listener(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
                 .expect("lock")
                 .push(String::from_utf8_lossy(&body).into_owned());
             let status = statuses.get(n).or(statuses.last()).copied().unwrap_or(200);
+            // A redirect points back at this listener, so following it would be seen.
+            let location = if (300..400).contains(&status) {
+                format!("Location: http://{addr}/elsewhere\r\n")
+            } else {
+                String::new()
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                "HTTP/1.1 {status} X\r\n{location}Content-Length: 2\r\nConnection: close\r\n\r\nok"
             );
         }
     });
@@ -147,4 +153,38 @@ fn aws_sink_specs_name_their_service() {
         err.contains("securityhub") && err.contains("eventbridge"),
         "{err}"
     );
+}
+
+#[test]
+fn webhooks_need_https_and_never_follow_redirects() {
+    for insecure in [
+        "http://hooks.example.com/services/T/B/secret",
+        "http://10.0.0.5/hook/secret",
+    ] {
+        let err = parse_sink(insecure)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("use https://"), "{err}");
+        assert!(
+            !err.contains("secret"),
+            "the path stays out of the message: {err}"
+        );
+    }
+    assert!(parse_sink("https://hooks.example.com/x").is_ok());
+    assert!(parse_sink("http://localhost:8080/x").is_ok());
+    assert!(parse_sink("http://[::1]:8080/x").is_ok());
+
+    let (url, bodies) = listener(vec![302]);
+    let sinks: Vec<Box<dyn AlertSink>> = vec![parse_sink(&url).expect("sink")];
+    let failures = deliver_all(&sinks, &[alert("r1")], 2, Duration::from_millis(10));
+    assert_eq!(failures.len(), 1, "a redirect fails the delivery");
+    assert!(!failures[0].to_string().contains("secret"));
+    let seen = bodies.lock().expect("lock").clone();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one POST per attempt, no request to the redirect target"
+    );
+    assert!(seen.iter().all(|b| b.contains("\"r1\"")), "{seen:?}");
 }

@@ -35,8 +35,8 @@ pub struct Args {
     /// Do not read or write the deduplication state (<lake>/state/detections.json)
     #[arg(long)]
     pub no_state: bool,
-    /// Also deliver new alerts to: file:PATH (NDJSON, appended), an http(s):// webhook
-    /// (Slack-compatible), an SNS topic ARN, eventbridge[:BUS] (PutEvents, detail-type "KMS
+    /// Also deliver new alerts to: file:PATH (NDJSON, appended), an https:// webhook
+    /// (Slack-compatible; http only to loopback; redirects not followed), an SNS topic ARN, eventbridge[:BUS] (PutEvents, detail-type "KMS
     /// alert") or securityhub (ASFF findings, updated in place when an alert is sent again).
     /// Repeatable. A sink that fails after retries fails the run and leaves the state
     /// unchanged, so the alerts are sent again next run

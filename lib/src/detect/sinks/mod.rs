@@ -30,6 +30,8 @@ pub enum DeliveryError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("alert {dedup_key}: the webhook answered {status} (redirects are not followed)")]
+    Status { dedup_key: String, status: u16 },
     #[error("alert {dedup_key}: {source}")]
     Http {
         dedup_key: String,
@@ -64,12 +66,17 @@ pub struct SinkError {
     pub source: DeliveryError,
 }
 
-/// A sink spec that names no sink kind.
+/// A sink spec that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown sink {0:?}: use file:PATH, an http(s):// webhook URL, an SNS topic ARN, eventbridge[:BUS] or securityhub"
-)]
-pub struct UnknownSink(pub String);
+pub enum SinkSpecError {
+    #[error(
+        "unknown sink {0:?}: use file:PATH, an https:// webhook URL, an SNS topic ARN, eventbridge[:BUS] or securityhub"
+    )]
+    Unknown(String),
+    /// Shown without its path, which holds the webhook's secret.
+    #[error("webhook {0}: use https:// (plain http only to a loopback address)")]
+    NotHttps(String),
+}
 
 /// Somewhere alerts can be delivered.
 pub trait AlertSink: std::fmt::Debug + Send + Sync {
@@ -191,13 +198,16 @@ impl AlertSink for WebhookSink {
     }
 
     fn deliver(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        // No redirects: a redirect would carry the alert (and the URL's secret) somewhere
+        // the operator did not name; it fails the delivery instead.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
+            .max_redirects(0)
             .build()
             .into();
         for a in alerts {
             let body = slack_message(a).to_string();
-            agent
+            let response = agent
                 .post(&self.url)
                 .header("Content-Type", "application/json")
                 .send(body.as_str())
@@ -205,6 +215,14 @@ impl AlertSink for WebhookSink {
                     dedup_key: a.dedup_key.clone(),
                     source: Box::new(e),
                 })?;
+            // 4xx and 5xx are errors already; a redirect arrives here, not delivered.
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                return Err(DeliveryError::Status {
+                    dedup_key: a.dedup_key.clone(),
+                    status,
+                });
+            }
         }
         Ok(())
     }
@@ -281,12 +299,29 @@ impl AwsSinkSpec {
 
 /// Parses a sink spec: `file:PATH`, `http(s)://...` (webhook). The AWS sinks
 /// ([`AwsSinkSpec`]) are built by the caller, which holds the AWS configuration.
-pub fn parse_sink(spec: &str) -> Result<Box<dyn AlertSink>, UnknownSink> {
+pub fn parse_sink(spec: &str) -> Result<Box<dyn AlertSink>, SinkSpecError> {
     if let Some(path) = spec.strip_prefix("file:") {
         return Ok(Box::new(FileSink { path: path.into() }));
     }
-    if spec.starts_with("https://") || spec.starts_with("http://") {
+    if spec.starts_with("https://") {
         return Ok(Box::new(WebhookSink::new(spec)));
     }
-    Err(UnknownSink(spec.to_owned()))
+    if let Some(rest) = spec.strip_prefix("http://") {
+        let sink = WebhookSink::new(spec);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.split(':').next().unwrap_or_default(),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        return if loopback {
+            Ok(Box::new(sink))
+        } else {
+            Err(SinkSpecError::NotHttps(sink.describe()))
+        };
+    }
+    Err(SinkSpecError::Unknown(spec.to_owned()))
 }
