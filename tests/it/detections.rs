@@ -119,7 +119,7 @@ fn check_rule(rule: &Rule) -> Vec<String> {
         let alerts = match rt.block_on(run_rules(
             &ctx,
             std::slice::from_ref(rule),
-            Window { since, until },
+            Window::new(since, until),
             &[],
         )) {
             Ok(a) => a,
@@ -328,10 +328,7 @@ fn rules_are_read_only_and_cannot_change_what_other_rules_read() {
     let tmp = tempfile::tempdir().expect("tmp");
     let ctx = open_local(tmp.path()).expect("ctx");
     let template = builtin_rules().expect("rules").remove(0);
-    let window = Window {
-        since: 0,
-        until: parse_event_time("2026-11-12T00:00:00Z").expect("time"),
-    };
+    let window = Window::new(0, parse_event_time("2026-11-12T00:00:00Z").expect("time"));
     for (id, sql) in [
         (
             "redefines_a_view",
@@ -357,4 +354,63 @@ fn rules_are_read_only_and_cannot_change_what_other_rules_read() {
         ))
         .expect("both views still stand, with their columns");
     assert_eq!(cols.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+}
+
+#[test]
+fn a_new_lake_is_judged_from_its_first_event_and_baselines_learn_its_first_day() {
+    use kms_audit::detect::{DetectOptions, resolve_window};
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let mut records = expand(
+        &json!({"eventID": "base", "eventTime": "2026-11-10T00:00:00Z",
+        "_repeat": {"count": 30, "every": "1h"}}),
+    );
+    // Hour 2: a burst from a public address no baseline has seen (only learned from).
+    records.extend(expand(
+        &json!({"eventID": "early", "eventTime": "2026-11-10T02:00:00Z",
+        "sourceIPAddress": "198.51.100.7", "_repeat": {"count": 40, "every": "1m"}}),
+    ));
+    // Hour 21: a key scheduled for deletion (a signature: judged on the first run).
+    records.extend(expand(
+        &json!({"eventID": "del-21", "eventTime": "2026-11-10T21:00:00Z",
+        "eventName": "ScheduleKeyDeletion", "readOnly": false,
+        "requestParameters": {"keyId": key, "pendingWindowInDays": 7},
+        "resources": [{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}]}),
+    ));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = lake_with(tmp.path(), &records);
+    let ctx = open_local(lake.root()).expect("open");
+    let rules = builtin_rules().expect("rules");
+    let rt = rt();
+    let window = rt
+        .block_on(resolve_window(&ctx, &DetectOptions::default(), None))
+        .expect("window")
+        .expect("a new lake has a window");
+    let first = parse_event_time("2026-11-10T00:00:00Z").expect("time");
+    assert_eq!(
+        window.since, first,
+        "signature rules judge from the first event"
+    );
+    assert_eq!(window.baselines_since, first + kms_audit::time::DAY_MICROS);
+    let alerts = rt
+        .block_on(run_rules(&ctx, &rules, window, &[]))
+        .expect("detect");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.rule_id == "kms_key_deletion_scheduled"
+                && a.event_ids.contains(&"del-21".to_owned())),
+        "the deletion at hour 21 alerts: {alerts:?}"
+    );
+    for a in alerts.iter().filter(|a| {
+        rules
+            .iter()
+            .any(|r| r.meta.id == a.rule_id && r.is_baseline())
+    }) {
+        let first_seen = parse_event_time(&a.first_seen).expect("time");
+        assert!(
+            first_seen >= window.baselines_since,
+            "{} judged the learning day: {a:?}",
+            a.rule_id
+        );
+    }
 }

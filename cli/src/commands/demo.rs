@@ -132,7 +132,7 @@ pub fn run(args: Args) -> Result<i32> {
 
     writeln!(
         out,
-        "\n== 5. kms-audit detect --lake {} (the first 24 hours train the baselines)",
+        "\n== 5. kms-audit detect --lake {} (baseline rules learn from the first 24 hours)",
         lake.display()
     )?;
     drop(out);

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub rules: Option<PathBuf>,
     /// Window start: RFC 3339 or a span before now (7d, 12h). Default: where the last run
-    /// stopped, else the lake's first event + 24 h (the first day trains baselines)
+    /// stopped, else the lake's first event (baseline rules: its first 24 h only train them)
     #[arg(long)]
     pub since: Option<String>,
     /// Window end (exclusive). Default: after the last event
@@ -98,7 +98,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     };
     let Some((window, alerts)) = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))? else {
         eprintln!(
-            "no events to judge in {} (an empty lake, or only its first 24 hours, which train baselines)",
+            "no events to judge in {} (an empty lake, or nothing new since the last run)",
             args.lake.lake
         );
         return Ok((rules, Vec::new()));
@@ -118,6 +118,13 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     }
     if let Some(st) = &state {
         st.save(lake.store.as_ref())?;
+    }
+    if window.baselines_since > window.since {
+        eprintln!(
+            "first run: signature rules judged every event; baseline rules learned from {} .. {} and judged from there",
+            kms_audit::time::format_micros(window.since),
+            kms_audit::time::format_micros(window.baselines_since.min(window.until)),
+        );
     }
     eprintln!(
         "{} rules over {} .. {}: {} alert(s)",

@@ -91,7 +91,7 @@ impl Detector {
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;
         let Some((window, alerts)) = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?
         else {
-            tracing::info!("no events to judge yet (an empty lake, or its first 24 hours)");
+            tracing::info!("no events to judge (an empty lake, or nothing new)");
             return Ok(json!({"alerts": 0, "window": null}));
         };
         for a in &alerts {

@@ -98,6 +98,28 @@ pub const LATE_ARRIVAL: i64 = 2 * 3_600_000_000;
 pub struct Window {
     pub since: i64,
     pub until: i64,
+    /// Where baseline rules (those that read `history_events`) start judging: later than
+    /// `since` on a lake's first run, whose first 24 hours they only learn from. Signature
+    /// rules judge from `since`.
+    pub baselines_since: i64,
+}
+
+impl Window {
+    /// `[since, until)` for every rule.
+    pub fn new(since: i64, until: i64) -> Window {
+        Window {
+            since,
+            until,
+            baselines_since: since,
+        }
+    }
+}
+
+impl Rule {
+    /// Whether the rule judges against a learned baseline (it reads `history_events`).
+    pub fn is_baseline(&self) -> bool {
+        self.sql.contains("history_events")
+    }
 }
 
 async fn lake_bounds(ctx: &SessionContext) -> Result<Option<(i64, i64)>, DetectError> {
@@ -127,14 +149,20 @@ pub async fn resolve_window(
     let Some((first, last)) = lake_bounds(ctx).await? else {
         return Ok(None);
     };
-    let since = opts
-        .since
-        .unwrap_or_else(|| match state.and_then(|s| s.high_water_mark) {
-            Some(hwm) => hwm - LATE_ARRIVAL,
-            None => first + DAY_MICROS,
-        });
+    // Signature rules judge from the lake's first event; baseline rules learn from its
+    // first 24 hours before they judge anything.
+    let learned = first + DAY_MICROS;
+    let (since, baselines_since) = match (opts.since, state.and_then(|s| s.high_water_mark)) {
+        (Some(since), _) => (since, since),
+        (None, Some(hwm)) => (hwm - LATE_ARRIVAL, (hwm - LATE_ARRIVAL).max(learned)),
+        (None, None) => (first, learned),
+    };
     let until = opts.until.unwrap_or(last + 1);
-    Ok((since < until).then_some(Window { since, until }))
+    Ok((since < until).then_some(Window {
+        since,
+        until,
+        baselines_since,
+    }))
 }
 
 /// Registers `window_events`, `history_events` and `trusted_accounts` for a window.
@@ -198,10 +226,26 @@ pub async fn run_rules(
     window: Window,
     trusted: &[String],
 ) -> Result<Vec<Alert>, DetectError> {
-    register_window(ctx, window, trusted).await?;
     let mut alerts = Vec::new();
-    for rule in rules {
-        alerts.extend(run_rule(ctx, rule).await?);
+    if window.baselines_since == window.since {
+        register_window(ctx, window, trusted).await?;
+        for rule in rules {
+            alerts.extend(run_rule(ctx, rule).await?);
+        }
+    } else {
+        let (baseline, signature): (Vec<&Rule>, Vec<&Rule>) =
+            rules.iter().partition(|r| r.is_baseline());
+        register_window(ctx, window, trusted).await?;
+        for rule in signature {
+            alerts.extend(run_rule(ctx, rule).await?);
+        }
+        if window.baselines_since < window.until && !baseline.is_empty() {
+            let judged = Window::new(window.baselines_since, window.until);
+            register_window(ctx, judged, trusted).await?;
+            for rule in baseline {
+                alerts.extend(run_rule(ctx, rule).await?);
+            }
+        }
     }
     alerts.sort_by(|a, b| {
         (a.severity, &a.first_seen, &a.rule_id).cmp(&(b.severity, &b.first_seen, &b.rule_id))

@@ -15,8 +15,9 @@
 //! and return one row per alert with the columns `principal, key_arn, account_id,
 //! aws_region, first_seen, last_seen, count, source_ips, event_ids, summary`, optionally
 //! `severity` (to override the rule's) and `dedup_on` (to separate incidents beyond
-//! principal, key and account). With no `since`, the first 24 hours of the lake are
-//! learning only.
+//! principal, key and account). Baseline rules (those that read `history_events`) never
+//! judge a lake's first 24 hours, which they learn from; signature rules judge every event
+//! from the first.
 //!
 //! Here: `rules.rs` (metadata, the built-in catalog, loading a directory), `engine.rs` (the
 //! window, running the rules, alerts and their deduplication state), [`sinks`] (where new

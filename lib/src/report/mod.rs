@@ -238,7 +238,7 @@ pub async fn build_report(
         let alerts = run_rules(
             ctx,
             &opts.rules,
-            Window { since, until },
+            Window::new(since, until),
             &opts.trusted_accounts,
         )
         .await?;
