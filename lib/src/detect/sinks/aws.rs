@@ -4,8 +4,9 @@
 //! honoured).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
-use super::{AlertSink, AwsSinkSpec, DeliveryError};
+use super::{AlertSink, AwsSinkSpec, DeliveryError, alert_json};
 use crate::catalog::{Framework, References, mitre_technique};
 use crate::detect::{Alert, Rule, Severity};
 use crate::s3::Aws;
@@ -22,6 +23,43 @@ pub fn aws_sink(aws: &Aws, spec: &AwsSinkSpec, rules: &[Rule]) -> Box<dyn AlertS
 
 /// Entries a service refused, retried this many times before the delivery fails.
 const ENTRY_RETRIES: usize = 2;
+
+/// An alert a batch API took the request for but refused: the service's code and message.
+struct Refused<'a> {
+    alert: &'a Alert,
+    code: String,
+    message: String,
+}
+
+/// Sends `chunk` through `send`, which answers with the entries the service refused, and
+/// sends those again, [`ENTRY_RETRIES`] times, before failing with the first one named.
+async fn send_retrying_refused<'a, F, Fut>(
+    chunk: &'a [Alert],
+    mut send: F,
+) -> Result<(), DeliveryError>
+where
+    F: FnMut(Vec<&'a Alert>) -> Fut,
+    Fut: Future<Output = Result<Vec<Refused<'a>>, DeliveryError>>,
+{
+    let mut pending: Vec<&Alert> = chunk.iter().collect();
+    for attempt in 0..=ENTRY_RETRIES {
+        let total = pending.len();
+        let refused = send(pending).await?;
+        let Some(first) = refused.first() else {
+            return Ok(());
+        };
+        if attempt == ENTRY_RETRIES {
+            return Err(DeliveryError::Rejected {
+                failed: refused.len(),
+                total,
+                code: first.code.clone(),
+                message: format!("alert {}: {}", first.alert.dedup_key, first.message),
+            });
+        }
+        pending = refused.into_iter().map(|r| r.alert).collect();
+    }
+    Ok(())
+}
 
 /// Amazon SNS: one message per alert, published in batches of 10. The subject names the
 /// severity and rule, the body is the alert as JSON (the contract of DESIGN.md), and the
@@ -59,10 +97,7 @@ impl SnsSink {
         for chunk in alerts.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, a) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(a).map_err(|source| DeliveryError::Encode {
-                    dedup_key: a.dedup_key.clone(),
-                    source,
-                })?;
+                let body = alert_json(a)?;
                 let subject: String = format!(
                     "[{}] kms-audit {}: {}",
                     a.severity.as_str().to_uppercase(),
@@ -150,61 +185,59 @@ impl EventBridgeSink {
     }
 
     async fn publish(&self, alerts: &[Alert]) -> Result<(), DeliveryError> {
-        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
         for chunk in alerts.chunks(10) {
-            let mut pending: Vec<&Alert> = chunk.iter().collect();
-            for attempt in 0..=ENTRY_RETRIES {
-                let mut entries = Vec::with_capacity(pending.len());
-                for a in &pending {
-                    let detail =
-                        serde_json::to_string(a).map_err(|source| DeliveryError::Encode {
-                            dedup_key: a.dedup_key.clone(),
-                            source,
-                        })?;
-                    entries.push(
-                        PutEventsRequestEntry::builder()
-                            .source(EVENT_SOURCE)
-                            .detail_type(EVENT_DETAIL_TYPE)
-                            .detail(detail)
-                            .set_event_bus_name(self.bus.clone())
-                            .set_resources(a.key_arn.clone().map(|k| vec![k]))
-                            .build(),
-                    );
-                }
-                let out = self
-                    .client
-                    .put_events()
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("PutEvents", e))?;
-                if out.failed_entry_count() == 0 {
-                    break;
-                }
-                // Results come in request order; a failed one has an error code.
-                let failed: Vec<(&Alert, String)> = pending
-                    .iter()
-                    .zip(out.entries())
-                    .filter_map(|(a, r)| {
-                        r.error_code()
-                            .map(|c| (*a, format!("{c} {}", r.error_message().unwrap_or_default())))
-                    })
-                    .collect();
-                if attempt == ENTRY_RETRIES || failed.is_empty() {
-                    let first = failed
-                        .first()
-                        .map(|(a, why)| format!("alert {}: {why}", a.dedup_key));
-                    return Err(DeliveryError::Rejected {
-                        failed: usize::try_from(out.failed_entry_count()).unwrap_or(0),
-                        total: pending.len(),
-                        code: "PutEvents".into(),
-                        message: first.unwrap_or_default(),
-                    });
-                }
-                pending = failed.into_iter().map(|(a, _)| a).collect();
-            }
+            send_retrying_refused(chunk, |batch| self.put_events(batch)).await?;
         }
         Ok(())
+    }
+
+    /// One `PutEvents` call; returns the entries the bus refused.
+    async fn put_events<'a>(
+        &self,
+        batch: Vec<&'a Alert>,
+    ) -> Result<Vec<Refused<'a>>, DeliveryError> {
+        use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+        let mut entries = Vec::with_capacity(batch.len());
+        for a in &batch {
+            entries.push(
+                PutEventsRequestEntry::builder()
+                    .source(EVENT_SOURCE)
+                    .detail_type(EVENT_DETAIL_TYPE)
+                    .detail(alert_json(a)?)
+                    .set_event_bus_name(self.bus.clone())
+                    .set_resources(a.key_arn.clone().map(|k| vec![k]))
+                    .build(),
+            );
+        }
+        let out = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| aws_error("PutEvents", e))?;
+        // Results come in request order; a refused one has an error code.
+        let refused: Vec<Refused<'a>> = batch
+            .iter()
+            .zip(out.entries())
+            .filter_map(|(a, r)| {
+                Some(Refused {
+                    alert: a,
+                    code: r.error_code()?.to_owned(),
+                    message: r.error_message().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect();
+        if out.failed_entry_count() > 0 && refused.is_empty() {
+            // Failures the answer does not attribute cannot be retried one by one.
+            return Err(DeliveryError::Rejected {
+                failed: usize::try_from(out.failed_entry_count()).unwrap_or(0),
+                total: batch.len(),
+                code: "PutEvents".into(),
+                message: "no entry says which".into(),
+            });
+        }
+        Ok(refused)
     }
 }
 
@@ -271,46 +304,55 @@ impl SecurityHubSink {
             partition,
             now: crate::time::format_micros(crate::time::now_micros()),
         };
-        let none = References::default();
         for chunk in alerts.chunks(100) {
-            let mut pending: Vec<&Alert> = chunk.iter().collect();
-            for attempt in 0..=ENTRY_RETRIES {
-                let findings = pending
-                    .iter()
-                    .map(|a| {
-                        let refs = self.references.get(&a.rule_id).unwrap_or(&none);
-                        asff_finding(a, refs, &target)
-                    })
-                    .collect();
-                let out = self
-                    .client
-                    .batch_import_findings()
-                    .set_findings(Some(findings))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("BatchImportFindings", e))?;
-                let failed = out.failed_findings();
-                if failed.is_empty() {
-                    break;
-                }
-                if attempt == ENTRY_RETRIES {
-                    let f = &failed[0];
-                    return Err(DeliveryError::Rejected {
-                        failed: failed.len(),
-                        total: pending.len(),
-                        code: f.error_code().unwrap_or_default().to_owned(),
-                        message: format!(
-                            "finding {}: {}",
-                            f.id().unwrap_or_default(),
-                            f.error_message().unwrap_or_default()
-                        ),
-                    });
-                }
-                let ids: Vec<&str> = failed.iter().filter_map(|f| f.id()).collect();
-                pending.retain(|a| ids.contains(&finding_id(a).as_str()));
-            }
+            send_retrying_refused(chunk, |batch| self.import(batch, &target)).await?;
         }
         Ok(())
+    }
+
+    /// One `BatchImportFindings` call; returns the alerts whose findings were refused.
+    async fn import<'a>(
+        &self,
+        batch: Vec<&'a Alert>,
+        target: &FindingTarget,
+    ) -> Result<Vec<Refused<'a>>, DeliveryError> {
+        let none = References::default();
+        let findings = batch
+            .iter()
+            .map(|a| {
+                let refs = self.references.get(&a.rule_id).unwrap_or(&none);
+                asff_finding(a, refs, target)
+            })
+            .collect();
+        let out = self
+            .client
+            .batch_import_findings()
+            .set_findings(Some(findings))
+            .send()
+            .await
+            .map_err(|e| aws_error("BatchImportFindings", e))?;
+        out.failed_findings()
+            .iter()
+            .map(|f| {
+                let id = f.id().unwrap_or_default();
+                let code = f.error_code().unwrap_or_default().to_owned();
+                let message = format!("finding {id}: {}", f.error_message().unwrap_or_default());
+                // A refusal names its finding; one that is none of this batch's fails as is.
+                match batch.iter().find(|a| finding_id(a) == id) {
+                    Some(alert) => Ok(Refused {
+                        alert,
+                        code,
+                        message,
+                    }),
+                    None => Err(DeliveryError::Rejected {
+                        failed: out.failed_findings().len(),
+                        total: batch.len(),
+                        code,
+                        message,
+                    }),
+                }
+            })
+            .collect()
     }
 }
 

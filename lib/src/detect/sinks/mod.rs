@@ -56,6 +56,14 @@ pub enum DeliveryError {
     },
 }
 
+/// An alert as the JSON of the alert contract (DESIGN.md), which every sink sends.
+pub(crate) fn alert_json(a: &Alert) -> Result<String, DeliveryError> {
+    serde_json::to_string(a).map_err(|source| DeliveryError::Encode {
+        dedup_key: a.dedup_key.clone(),
+        source,
+    })
+}
+
 /// A sink that could not take the alerts.
 #[derive(Debug, thiserror::Error)]
 #[error("sink {sink}: {source} (after {attempts} attempt(s))")]
@@ -108,10 +116,7 @@ impl AlertSink for FileSink {
         }
         let mut buf = Vec::new();
         for a in alerts {
-            serde_json::to_writer(&mut buf, a).map_err(|source| DeliveryError::Encode {
-                dedup_key: a.dedup_key.clone(),
-                source,
-            })?;
+            buf.extend_from_slice(alert_json(a)?.as_bytes());
             buf.push(b'\n');
         }
         // One append of whole lines: concurrent writers never interleave inside a line.
