@@ -226,25 +226,22 @@ pub async fn run_rules(
     window: Window,
     trusted: &[String],
 ) -> Result<Vec<Alert>, DetectError> {
-    let mut alerts = Vec::new();
-    if window.baselines_since == window.since {
-        register_window(ctx, window, trusted).await?;
-        for rule in rules {
-            alerts.extend(run_rule(ctx, rule).await?);
-        }
+    let (baseline, signature): (Vec<&Rule>, Vec<&Rule>) = if window.baselines_since == window.since
+    {
+        (Vec::new(), rules.iter().collect())
     } else {
-        let (baseline, signature): (Vec<&Rule>, Vec<&Rule>) =
-            rules.iter().partition(|r| r.is_baseline());
-        register_window(ctx, window, trusted).await?;
-        for rule in signature {
-            alerts.extend(run_rule(ctx, rule).await?);
+        rules.iter().partition(|r| r.is_baseline())
+    };
+    let baseline_span = Window::new(window.baselines_since, window.until);
+    // Rules that judge the same span share one registration of the views.
+    let mut alerts = Vec::new();
+    for (span, group) in [(window, signature), (baseline_span, baseline)] {
+        if group.is_empty() || span.since >= span.until {
+            continue;
         }
-        if window.baselines_since < window.until && !baseline.is_empty() {
-            let judged = Window::new(window.baselines_since, window.until);
-            register_window(ctx, judged, trusted).await?;
-            for rule in baseline {
-                alerts.extend(run_rule(ctx, rule).await?);
-            }
+        register_window(ctx, span, trusted).await?;
+        for rule in group {
+            alerts.extend(run_rule(ctx, rule).await?);
         }
     }
     alerts.sort_by(|a, b| {
