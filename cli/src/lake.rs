@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use datafusion::prelude::SessionContext;
+use kms_audit::lake::table::AsOf;
 use kms_audit::lake::{LakeStore, LocalLake};
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
 
@@ -60,12 +61,19 @@ impl Lake {
         &self.location
     }
 
-    /// A DataFusion session with `kms_events` over this lake.
+    /// A DataFusion session with `kms_events` over this lake's latest version.
     pub fn query(&self) -> Result<SessionContext> {
+        self.query_as_of(&AsOf::Latest)
+    }
+
+    /// A DataFusion session over one version of this lake's tables.
+    pub fn query_as_of(&self, as_of: &AsOf) -> Result<SessionContext> {
         let _guard = self.rt.enter();
         let ctx = match (&self.local, &self.s3, &self.aws) {
-            (Some(local), _, _) => kms_audit::sql::open_local(local.root())?,
-            (None, Some(uri), Some(aws)) => kms_audit::sql::open_s3(aws, uri)?,
+            (Some(local), _, _) => kms_audit::sql::open_local_as_of(local.root(), as_of)?,
+            (None, Some(uri), Some(aws)) => {
+                self.rt.block_on(kms_audit::sql::open_s3(aws, uri, as_of))?
+            }
             _ => anyhow::bail!("lake {}: cannot be queried", self.location),
         };
         Ok(ctx)

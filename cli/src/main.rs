@@ -8,7 +8,9 @@ mod prompt;
 
 use clap::{Parser, Subcommand};
 
-use commands::{compact, demo, detect, generate, ingest, report, rules, schema, sql};
+use commands::{
+    compact, convert, demo, detect, generate, ingest, report, rules, schema, sql, vacuum,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,6 +33,8 @@ enum Command {
     Sql(sql::Args),
     Detect(detect::Args),
     Compact(compact::Args),
+    Vacuum(vacuum::Args),
+    Convert(convert::Args),
     Report(report::Args),
     Rules(rules::Args),
     Demo(demo::Args),
@@ -44,6 +48,8 @@ fn main() {
         Command::Sql(a) => sql::run(a),
         Command::Detect(a) => detect::run(a),
         Command::Compact(a) => compact::run(a),
+        Command::Vacuum(a) => vacuum::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Report(a) => report::run(a),
         Command::Rules(a) => rules::run(a),
         Command::Demo(a) => demo::run(a),

@@ -12,7 +12,7 @@
 //! | [`ingest::reader`] | streaming gunzip and record splitting, memory bounded by one record |
 //! | [`ingest::record`] | the "is this KMS?" test and the parse of one record into a [`ingest::record::KmsEvent`] |
 //! | [`ingest::batch`] | KMS events → Arrow record batches |
-//! | [`lake`] | where rows land: the [`LakeStore`] trait, the local lake, file layout, [`lake::compact`] |
+//! | [`lake`] | where rows land: the [`LakeStore`] trait, the local lake, staged files; [`lake::table`] (the Delta tables `kms_events` and `objects`), [`lake::compact`] (compaction, vacuum), [`lake::convert`] |
 //! | [`sql`] | DataFusion over the lake: the session, views, SQL functions, [`sql::policy`] |
 //! | [`catalog`] | the `queries/` folders embedded at build time, and their references |
 //! | [`detect`] | rules, the engine that runs them, alert deduplication, [`detect::sinks`] |
@@ -29,7 +29,7 @@
 //!
 //! let lake = LocalLake::open("./kms-lake")?;
 //! let (objects, _skipped) = local_sources(&["./cloudtrail".into()])?;
-//! let run = ingest_all(&objects, &lake, &|_| {});
+//! let run = ingest_all(&objects, &lake, &|_| {})?;
 //! assert!(run.counts.reconciles());
 //! println!("{} KMS events from {} records", run.counts.kms_events, run.counts.records);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -328,6 +328,8 @@ pub struct S3Lake {
     /// Key prefix of the lake, empty or ending in `/`.
     prefix: String,
     staging: tempfile::TempDir,
+    /// The same bucket for the Delta tables' commits and DataFusion.
+    store: Arc<dyn object_store::ObjectStore>,
 }
 
 impl S3Lake {
@@ -341,7 +343,12 @@ impl S3Lake {
                 uri: uri.to_string(),
                 source: step_error("creating a local staging directory".into(), e),
             })?;
+        let store = object_store(aws, &uri.bucket).map_err(|e| LakeError::Store {
+            uri: uri.to_string(),
+            source: io::Error::other(e),
+        })?;
         Ok(S3Lake {
+            store,
             client: aws.s3.clone(),
             handle: Handle::current(),
             bucket: uri.bucket.clone(),
@@ -567,6 +574,15 @@ impl LakeStore for S3Lake {
             Ok::<_, io::Error>(())
         };
         block_on(&self.handle, fut).map_err(|e| self.err(rel, e))
+    }
+
+    fn location(&self) -> Result<crate::lake::table::Location, crate::lake::table::TableError> {
+        crate::lake::table::Location::s3(
+            self.store.clone(),
+            &self.bucket,
+            &self.prefix,
+            self.handle.clone(),
+        )
     }
 
     fn delete(&self, rel: &str) -> Result<(), LakeError> {

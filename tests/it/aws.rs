@@ -10,6 +10,7 @@ use aws_config::{BehaviorVersion, Region};
 use crate::gz;
 use aws_sdk_s3::primitives::ByteStream;
 use kms_audit::ingest::{ingest_all, local_sources};
+use kms_audit::lake::table::AsOf;
 use kms_audit::lake::{LakeStore, LocalLake};
 use kms_audit::s3::{Aws, S3Lake, S3Uri, s3_sources};
 use kms_audit::sql::{open_local, open_s3, run_sql};
@@ -135,7 +136,10 @@ impl S3Env {
     /// Sorted `event_id`s of an S3 lake, read with DataFusion through the object store.
     pub fn event_ids(&self, lake: &S3Uri) -> Vec<String> {
         let _guard = self.rt.enter();
-        let ctx = open_s3(&self.aws, lake).expect("open s3 lake");
+        let ctx = self
+            .rt
+            .block_on(open_s3(&self.aws, lake, &AsOf::Latest))
+            .expect("open s3 lake");
         ids(&self
             .rt
             .block_on(run_sql(
@@ -188,7 +192,7 @@ fn expected_ids(tree: &Path) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tmp");
     let lake = LocalLake::open(dir.path()).expect("lake");
     let (objects, _) = local_sources(&[tree.to_path_buf()]).expect("sources");
-    let run = ingest_all(&objects, &lake, &|_| {});
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 0);
     local_event_ids(dir.path())
 }
@@ -217,7 +221,7 @@ fn s3_sources_into_an_s3_lake_give_exactly_the_kms_rows() {
     assert_eq!(objects.len(), m.log_files.len());
     assert_eq!(skipped.len(), m.digest_files.len() + m.insight_files.len());
     let lake = env.lake(&lake_uri);
-    let run = ingest_all(&objects, &lake, &|_| {});
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
     assert!(run.counts.reconciles());
     assert_eq!(run.counts.kms_events, m.kms_records);
@@ -226,17 +230,25 @@ fn s3_sources_into_an_s3_lake_give_exactly_the_kms_rows() {
     let got = env.event_ids(&lake_uri);
     assert_eq!(got.len() as u64, m.kms_records);
     assert_eq!(got, expected_ids(tree.path()), "S3 and local ingest differ");
-    // Files sit under the prefix, Hive-partitioned, nothing left staged.
+    // Files sit under the prefix: the two tables' logs and Hive-partitioned data files,
+    // nothing left staged.
     let keys = env.keys(&lake_bucket, "");
     assert!(
-        keys.iter()
-            .all(|k| k.starts_with("audit/kms_events/event_date=")),
+        keys.iter().all(|k| [
+            "audit/kms_events/event_date=",
+            "audit/kms_events/_delta_log/",
+            "audit/objects/object_date=",
+            "audit/objects/_delta_log/"
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))),
         "{keys:?}"
     );
 
-    // Ingesting the same objects again replaces files: no new rows, same keys.
-    let again = ingest_all(&objects, &lake, &|_| {});
+    // Ingesting the same objects again reads none of them: no new rows, same keys.
+    let again = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(again.objects_failed, 0);
+    assert_eq!(again.objects_already_ingested, objects.len() as u64);
     assert_eq!(env.event_ids(&lake_uri).len() as u64, m.kms_records);
     assert_eq!(env.keys(&lake_bucket, ""), keys);
 }
@@ -268,7 +280,7 @@ fn missing_and_corrupt_objects_fail_alone_with_their_reason() {
     let lake_bucket = env.bucket("lake");
     let lake_uri = S3Uri::parse(&format!("s3://{lake_bucket}")).expect("uri");
     let lake = env.lake(&lake_uri);
-    let run = ingest_all(&objects, &lake, &|_| {});
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 2);
     assert_eq!(run.counts.kms_events, 1);
     let mut failures: Vec<(String, bool, String)> = run

@@ -1,11 +1,13 @@
-//! Compaction: row counts kept, duplicates dropped, the swap invisible to readers, and
-//! re-ingest after compaction adding nothing; on a local lake and on the S3 lake.
+//! Compaction and vacuum: row counts kept, duplicates dropped, one file per day, older
+//! versions readable until vacuum, re-ingest after compaction adding nothing; on a local
+//! lake and on the S3 lake.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kms_audit::ingest::{ingest_all, local_sources};
-use kms_audit::lake::compact::{CompactOptions, Manifest, compact, partitions, read_manifest};
+use kms_audit::lake::compact::{CompactOptions, PartitionReport, compact, partitions, vacuum};
+use kms_audit::lake::table::{AsOf, Location, Tables};
 use kms_audit::lake::{LakeStore, LocalLake};
 use kms_audit::s3::S3Uri;
 
@@ -13,7 +15,7 @@ use crate::aws::{S3Env, local_event_ids, small_tree};
 
 fn ingest(lake: &dyn LakeStore, sources: &[PathBuf]) {
     let (objects, _) = local_sources(sources).expect("sources");
-    let run = ingest_all(&objects, lake, &|_| {});
+    let run = ingest_all(&objects, lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
 }
 
@@ -23,6 +25,7 @@ fn parquet_files(root: &Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path().to_path_buf())
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .filter(|p| !p.to_string_lossy().contains("_delta_log"))
         .collect();
     v.sort();
     v
@@ -38,7 +41,10 @@ fn tree_with_duplicate(dir: &Path) -> (u64, u64) {
     let (objects, _) = local_sources(std::slice::from_ref(original)).expect("src");
     let dir2 = tempfile::tempdir().expect("tmp");
     let lake = LocalLake::open(dir2.path()).expect("lake");
-    let dup = ingest_all(&objects, &lake, &|_| {}).counts.kms_events;
+    let dup = ingest_all(&objects, &lake, &|_| {})
+        .expect("ingest")
+        .counts
+        .kms_events;
     assert!(dup > 0, "the copied file has KMS events");
     (m.kms_records, dup)
 }
@@ -62,8 +68,30 @@ fn view_counts(root: &Path) -> [u64; 4] {
     out
 }
 
+/// Live data files per day of a local lake's current version.
+fn live_files(root: &Path) -> Vec<String> {
+    let loc = Location::local(root).expect("loc");
+    let tables = Tables::new(loc.clone());
+    let snap = loc
+        .block_on(tables.snapshot("kms_events", &AsOf::Latest))
+        .expect("rt")
+        .expect("snapshot");
+    snap.files.into_iter().map(|f| f.path).collect()
+}
+
+fn version(root: &Path) -> i64 {
+    let ctx = kms_audit::sql::open_local(root).expect("open");
+    let b = crate::rt()
+        .block_on(kms_audit::sql::run_sql(
+            &ctx,
+            "SELECT version FROM lake_version",
+        ))
+        .expect("sql");
+    arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b[0].column(0)).value(0)
+}
+
 #[test]
-fn compaction_keeps_every_event_once_and_swaps_invisibly() {
+fn compaction_keeps_every_event_once_and_older_versions_readable() {
     let tree = tempfile::tempdir().expect("tmp");
     let (kms, dup) = tree_with_duplicate(tree.path());
     let root = tempfile::tempdir().expect("lake");
@@ -81,71 +109,66 @@ fn compaction_keeps_every_event_once_and_swaps_invisibly() {
         "events, dedup, daily, principals"
     );
     let files_before = parquet_files(root.path()).len();
+    assert_eq!(live_files(root.path()).len(), files_before);
+    let version_before = version(root.path());
     let days = partitions(&lake).expect("partitions");
     assert!(!days.is_empty());
 
-    // Keep the replaced files (a long grace period): readers must not see them.
-    let keep = CompactOptions {
-        keep_replaced: 3_600_000_000,
-        ..CompactOptions::default()
-    };
-    let reports = compact(&lake, None, &keep).expect("compact");
+    let reports = compact(&lake, None, &CompactOptions::default()).expect("compact");
     let dropped: u64 = reports.iter().map(|r| r.duplicates_dropped).sum();
     assert_eq!(dropped, dup);
     assert_eq!(reports.iter().map(|r| r.rows_in).sum::<u64>(), kms + dup);
     assert_eq!(reports.iter().map(|r| r.rows_out).sum::<u64>(), kms);
+    // One file per day in the new version; the replaced ones stay on disk for the old one.
+    let compacted: Vec<&PartitionReport> = reports.iter().filter(|r| r.version.is_some()).collect();
+    assert_eq!(live_files(root.path()).len(), days.len());
     assert_eq!(
         parquet_files(root.path()).len(),
-        files_before + days.len(),
-        "originals kept"
+        files_before + compacted.len()
     );
-    let after: BTreeSet<String> = local_event_ids(root.path()).into_iter().collect();
+    let after: Vec<String> = local_event_ids(root.path());
+    assert_eq!(after.len() as u64, kms, "no doubled rows");
+    assert_eq!(after.into_iter().collect::<BTreeSet<_>>(), distinct);
+    // The version before compaction is still there to read, duplicates and all.
+    let old = kms_audit::sql::open_local_as_of(root.path(), &AsOf::Version(version_before))
+        .expect("as of");
+    let n = crate::rt()
+        .block_on(kms_audit::sql::run_sql(
+            &old,
+            "SELECT count(*) FROM kms_events",
+        ))
+        .expect("sql");
     assert_eq!(
-        local_event_ids(root.path()).len() as u64,
-        kms,
-        "no doubled rows while originals remain"
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(n[0].column(0)).value(0)
+            as u64,
+        kms + dup
     );
-    assert_eq!(after, distinct);
 
-    // A swap caught half-way: outputs named in a pending layer but not all there. Readers
-    // see the partition as it was before (the originals), never both, never neither.
-    let day = &days[0];
-    let m = read_manifest(&lake, day).expect("manifest");
-    let mut half = m.clone();
-    let mut pending = half.committed.take().expect("committed");
-    pending.outputs[0].size += 1; // "not fully uploaded"
-    half.pending = Some(pending);
-    let rel = format!("kms_events/event_date={day}/_manifest.json");
-    lake.write(&rel, &serde_json::to_vec(&half).expect("json"))
-        .expect("write");
-    let rows_in_day0 = reports
-        .iter()
-        .find(|r| &r.partition == day)
-        .map(|r| r.rows_in)
-        .expect("r");
-    let rows_out_day0 = reports
-        .iter()
-        .find(|r| &r.partition == day)
-        .map(|r| r.rows_out)
-        .expect("r");
-    let total_half = local_event_ids(root.path()).len() as u64;
-    assert_eq!(total_half, kms - rows_out_day0 + rows_in_day0);
-    lake.write(&rel, &serde_json::to_vec(&m).expect("json"))
-        .expect("restore");
+    // Compacting again changes nothing: each day has one file.
+    let second = compact(&lake, None, &CompactOptions::default()).expect("compact");
+    assert!(second.iter().all(|r| r.version.is_none()), "{second:?}");
 
-    // Grace over: the next run deletes the originals; rows unchanged; one file per day.
-    let now = CompactOptions::default();
-    let second = compact(&lake, None, &now).expect("compact");
-    assert!(second.iter().all(|r| r.files_in == 0), "{second:?}");
+    // Vacuum with no retention deletes exactly the replaced files.
+    let dry = vacuum(&lake, chrono::Duration::zero(), true).expect("dry run");
+    assert_eq!(dry.files.len(), files_before, "{:?}", dry.files);
     assert_eq!(
-        second.iter().map(|r| r.files_deleted).sum::<usize>(),
-        files_before
+        parquet_files(root.path()).len(),
+        files_before + compacted.len()
     );
+    let done = vacuum(&lake, chrono::Duration::zero(), false).expect("vacuum");
+    assert_eq!(done.files.len(), files_before);
     assert_eq!(parquet_files(root.path()).len(), days.len());
     assert_eq!(local_event_ids(root.path()).len() as u64, kms);
+    // A default vacuum (7 days) keeps everything that young.
+    let kept = vacuum(&lake, chrono::Duration::days(7), false).expect("vacuum");
+    assert!(kept.files.is_empty());
 
-    // Re-ingesting the same objects after compaction adds no rows.
-    ingest(&lake, &[tree.path().to_path_buf()]);
+    // Re-ingesting the same objects after compaction reads nothing and adds nothing.
+    let (objects, _) = local_sources(&[tree.path().to_path_buf()]).expect("sources");
+    let again = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    assert_eq!(again.objects_already_ingested, objects.len() as u64);
+    assert!(again.versions.is_empty() && again.reports.is_empty());
+    assert_eq!(parquet_files(root.path()).len(), days.len());
     assert_eq!(local_event_ids(root.path()).len() as u64, kms);
     // A new object after compaction is visible, and the next compaction takes it in.
     let late = tempfile::tempdir().expect("tmp");
@@ -165,10 +188,11 @@ fn compaction_keeps_every_event_once_and_swaps_invisibly() {
     ingest(&lake, &[late.path().to_path_buf()]);
     let with_late = local_event_ids(root.path()).len() as u64;
     assert_eq!(with_late, kms + extra);
-    compact(&lake, None, &now).expect("compact");
+    compact(&lake, None, &CompactOptions::default()).expect("compact");
     assert_eq!(local_event_ids(root.path()).len() as u64, kms + extra);
-    let m: Manifest = read_manifest(&lake, day).expect("manifest");
-    assert!(m.committed.is_some() && m.pending.is_none());
+    let live = live_files(root.path());
+    let live_days: BTreeSet<&str> = live.iter().filter_map(|p| p.split('/').next()).collect();
+    assert_eq!(live.len(), live_days.len(), "one file per day: {live:?}");
 }
 
 #[test]
@@ -181,7 +205,12 @@ fn an_s3_lake_compacts_in_place() {
     let lake = env.lake(&uri);
     ingest(&lake, &[tree.path().to_path_buf()]);
     assert_eq!(env.event_ids(&uri).len() as u64, kms + dup);
-    let files_before = env.keys(&bucket, "lake/kms_events/").len();
+    let data = |keys: &[String]| {
+        keys.iter()
+            .filter(|k| k.ends_with(".parquet") && !k.contains("/_delta_log/"))
+            .count()
+    };
+    let files_before = data(&env.keys(&bucket, "lake/kms_events/"));
     let reports = compact(&lake, None, &CompactOptions::default()).expect("compact");
     assert_eq!(
         reports.iter().map(|r| r.duplicates_dropped).sum::<u64>(),
@@ -190,13 +219,13 @@ fn an_s3_lake_compacts_in_place() {
     let ids = env.event_ids(&uri);
     assert_eq!(ids.len() as u64, kms);
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len() as u64, kms);
-    let keys = env.keys(&bucket, "lake/kms_events/");
-    let parquet = keys.iter().filter(|k| k.ends_with(".parquet")).count();
-    let manifests = keys
-        .iter()
-        .filter(|k| k.ends_with("/_manifest.json"))
-        .count();
-    assert_eq!(parquet, reports.len());
-    assert_eq!(manifests, reports.len());
-    assert!(files_before > parquet, "{files_before} -> {parquet}");
+    let compacted = reports.iter().filter(|r| r.version.is_some()).count();
+    assert_eq!(
+        data(&env.keys(&bucket, "lake/kms_events/")),
+        files_before + compacted
+    );
+    let done = vacuum(&lake, chrono::Duration::zero(), false).expect("vacuum");
+    assert_eq!(done.files.len(), files_before);
+    assert_eq!(data(&env.keys(&bucket, "lake/kms_events/")), reports.len());
+    assert_eq!(env.event_ids(&uri).len() as u64, kms);
 }

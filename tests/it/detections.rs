@@ -81,7 +81,7 @@ pub fn lake_with(dir: &Path, records: &[Value]) -> LocalLake {
     gz.finish().expect("gz");
     let lake = LocalLake::open(dir.join("lake")).expect("lake");
     let (objects, _) = local_sources(&[trail]).expect("sources");
-    let run = ingest_all(&objects, &lake, &|_| {});
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
     assert_eq!(
         run.counts.kms_events as usize,
@@ -255,7 +255,7 @@ fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
     .expect("generate");
     let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
     let (objects, _) = local_sources(&[trail]).expect("sources");
-    let run = ingest_all(&objects, &lake, &|_| {});
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
     assert_eq!(run.objects_failed, 0);
 
     let rt = rt();
@@ -413,4 +413,106 @@ fn a_new_lake_is_judged_from_its_first_event_and_baselines_learn_its_first_day()
             a.rule_id
         );
     }
+}
+
+/// Writes records as one more gzipped object and ingests it into `lake`.
+fn ingest_more(dir: &Path, name: &str, lake: &LocalLake, records: &[Value]) {
+    let trail = dir.join(name);
+    std::fs::create_dir_all(&trail).expect("mkdir");
+    let body = json!({ "Records": records }).to_string();
+    std::fs::write(trail.join("records.json.gz"), crate::gz(body.as_bytes())).expect("write");
+    let (objects, _) = local_sources(&[trail]).expect("sources");
+    let run = ingest_all(&objects, lake, &|_| {}).expect("ingest");
+    assert_eq!(run.counts.kms_events as usize, records.len());
+}
+
+/// A scheduled run: what arrived since the state's version, judged, the state advanced.
+fn scheduled_run(
+    lake: &LocalLake,
+    state: &mut kms_audit::detect::DetectState,
+    opts: kms_audit::detect::DetectOptions,
+) -> Option<Vec<kms_audit::detect::Alert>> {
+    use kms_audit::lake::LakeStore;
+    let ctx = open_local(lake.root()).expect("open");
+    let rules = builtin_rules().expect("rules");
+    let rt = rt();
+    let loc = lake.location().expect("location");
+    let mut opts = opts;
+    (opts.lake_version, opts.arrived) = rt
+        .block_on(kms_audit::detect::arrivals(&ctx, &loc, Some(state)))
+        .expect("arrivals");
+    rt.block_on(kms_audit::detect::evaluate(
+        &ctx,
+        &rules,
+        &opts,
+        Some(state),
+    ))
+    .expect("evaluate")
+    .map(|(_, alerts)| alerts)
+}
+
+#[test]
+fn detection_judges_what_arrived_late_objects_and_future_dated_records_included() {
+    use kms_audit::detect::{DetectOptions, DetectState};
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = lake_with(
+        tmp.path(),
+        &expand(
+            &json!({"eventID": "base", "eventTime": "2026-11-10T00:00:00Z",
+                        "_repeat": {"count": 30, "every": "1h"}}),
+        ),
+    );
+    let mut state = DetectState::default();
+    scheduled_run(&lake, &mut state, DetectOptions::default()).expect("first run");
+    let v1 = state
+        .version
+        .expect("the first run records the version it judged");
+
+    // A record dated a month ahead (a skewed clock, or a forged one).
+    ingest_more(
+        tmp.path(),
+        "future",
+        &lake,
+        &expand(&json!({"eventID": "future", "eventTime": "2026-12-31T00:00:00Z"})),
+    );
+    scheduled_run(&lake, &mut state, DetectOptions::default()).expect("second run");
+    assert!(state.version > Some(v1));
+
+    // An object that arrives late: its deletion happened 20 hours before the newest
+    // normal event, and after the future-dated one was ingested.
+    ingest_more(
+        tmp.path(),
+        "late",
+        &lake,
+        &expand(
+            &json!({"eventID": "late-del", "eventTime": "2026-11-10T09:00:00Z",
+            "eventName": "ScheduleKeyDeletion", "readOnly": false,
+            "requestParameters": {"keyId": key, "pendingWindowInDays": 7},
+            "resources": [{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}]}),
+        ),
+    );
+    let alerts = scheduled_run(&lake, &mut state, DetectOptions::default()).expect("third run");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.rule_id == "kms_key_deletion_scheduled"
+                && a.event_ids.contains(&"late-del".to_owned())),
+        "the late deletion alerts: {alerts:?}"
+    );
+    // Nothing new: nothing to judge, and the state stays.
+    let before = state.clone();
+    assert!(scheduled_run(&lake, &mut state, DetectOptions::default()).is_none());
+    assert_eq!(state, before);
+    // A run over an explicit period re-judges without moving the state's position.
+    let explicit = DetectOptions {
+        since: parse_event_time("2026-11-10T00:00:00Z"),
+        until: parse_event_time("2026-11-11T00:00:00Z"),
+        ..DetectOptions::default()
+    };
+    scheduled_run(&lake, &mut state, explicit).expect("explicit run");
+    assert_eq!(
+        (state.version, state.high_water_mark),
+        (before.version, before.high_water_mark)
+    );
 }

@@ -7,6 +7,7 @@ mod detections;
 mod docs;
 mod findings;
 mod fixtures;
+mod lake;
 mod lambda;
 mod pipeline;
 mod reader_props;

@@ -28,7 +28,7 @@ fn generate(dir: &Path) -> Manifest {
 
 fn ingest(sources: &[PathBuf], lake: &LocalLake) -> RunSummary {
     let (objects, skipped) = local_sources(sources).expect("sources");
-    let mut run = ingest_all(&objects, lake, &|_| {});
+    let mut run = ingest_all(&objects, lake, &|_| {}).expect("ingest");
     run.objects_skipped = skipped.len() as u64;
     run
 }

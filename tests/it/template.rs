@@ -68,27 +68,67 @@ fn the_glue_table_is_the_arrow_schema_exactly() {
             )
         })
         .collect();
-    let expected: Vec<(String, String)> = schema()
+    // The Delta table's schema: the file columns, then the partition column.
+    let expected: Vec<(String, String)> = kms_audit::lake::table::events_table_schema()
         .fields()
         .iter()
         .map(|f| (f.name().clone(), athena_type(f.data_type())))
         .collect();
+    assert_eq!(schema().fields().len() + 1, expected.len());
+    assert_eq!(
+        expected.last().map(|c| c.0.as_str()),
+        Some(PARTITION_COLUMN)
+    );
     assert_eq!(
         columns, expected,
         "Glue columns (name, type, order) differ from the lake"
     );
-    let keys = input["PartitionKeys"]
-        .as_sequence()
-        .expect("partition keys");
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["Name"].as_str(), Some(PARTITION_COLUMN));
-    assert_eq!(keys[0]["Type"].as_str(), Some("date"));
-    let params = &input["Parameters"];
-    assert_eq!(params["projection.enabled"].as_str(), Some("true"));
-    assert_eq!(
-        params["projection.event_date.format"].as_str(),
-        Some("yyyy-MM-dd")
+    // Athena reads the table's log, so it sees each version's files: no Hive partitions.
+    assert!(
+        input["PartitionKeys"]
+            .as_sequence()
+            .is_none_or(|k| k.is_empty())
     );
+    let params = &input["Parameters"];
+    assert_eq!(params["table_type"].as_str(), Some("DELTA"));
+    assert!(params["projection.enabled"].is_null());
+    let location = format!("{:?}", input["StorageDescriptor"]["Location"]);
+    assert!(location.contains("/lake/kms_events"), "{location}");
+}
+
+/// The actions each function's policies allow on the lake bucket's objects.
+fn lake_object_actions(t: &Value, function: &str) -> Vec<String> {
+    let f = of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(name, _)| name == function)
+        .unwrap_or_else(|| panic!("no function {function}"));
+    let mut out = Vec::new();
+    statements(&f.1["Properties"]["Policies"], &mut out);
+    out.into_iter()
+        .filter(|(effect, _)| effect == "Allow")
+        .flat_map(|(_, actions)| actions)
+        .filter(|a| a.starts_with("s3:") && a != "s3:ListBucket")
+        .collect()
+}
+
+#[test]
+fn only_the_compaction_function_may_delete_lake_files() {
+    let t = template();
+    let ingest = lake_object_actions(&t, "IngestFunction");
+    assert!(ingest.contains(&"s3:PutObject".to_owned()), "{ingest:?}");
+    assert!(!ingest.iter().any(|a| a.contains("Delete")), "{ingest:?}");
+    let compact = lake_object_actions(&t, "CompactFunction");
+    assert!(
+        compact.contains(&"s3:DeleteObject".to_owned()),
+        "{compact:?}"
+    );
+    for f in ["DetectFunction", "ReportFunction"] {
+        let actions = lake_object_actions(&t, f);
+        assert!(
+            !actions.iter().any(|a| a.contains("Delete")),
+            "{f}: {actions:?}"
+        );
+    }
 }
 
 /// Every `Action` of a policy document's statements with their effect.

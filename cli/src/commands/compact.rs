@@ -7,8 +7,8 @@ use kms_audit::lake::compact::{CompactOptions, compact};
 
 use super::LakeArg;
 
-/// Merge each partition's small per-object files into few large ones, dropping
-/// duplicate event ids; queries running meanwhile see the partition before or after
+/// Rewrite each day's small files into few large ones, dropping duplicate event ids, in
+/// one commit per day; readers see the day before or after, and ingest may run meanwhile
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -16,10 +16,6 @@ pub struct Args {
     /// Only this day (YYYY-MM-DD); repeatable. Default: every partition
     #[arg(long = "date")]
     dates: Vec<String>,
-    /// Keep replaced files this long after the swap (30s, 15m, 1h), for queries that
-    /// listed the partition before it; they are deleted by a later run
-    #[arg(long, default_value = "0s")]
-    keep_replaced: String,
     /// Roll to a new output file after about this many MB
     #[arg(long, default_value_t = 128)]
     target_mb: u64,
@@ -34,7 +30,6 @@ impl Args {
         Args {
             lake,
             dates: Vec::new(),
-            keep_replaced: "0s".into(),
             target_mb: 128,
             json: false,
         }
@@ -42,9 +37,6 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let keep = &args.keep_replaced;
-    let keep_replaced = kms_audit::time::parse_span(keep)
-        .with_context(|| format!("--keep-replaced {keep}: expected a span such as 0s, 15m, 1h"))?;
     for d in &args.dates {
         if kms_audit::time::parse_event_time(&format!("{d}T00:00:00Z")).is_none() {
             bail!("--date {d}: expected YYYY-MM-DD");
@@ -53,7 +45,6 @@ pub fn run(args: Args) -> Result<i32> {
     let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
     let opts = CompactOptions {
         target_file_bytes: args.target_mb.max(1) * 1024 * 1024,
-        keep_replaced,
         ..CompactOptions::default()
     };
     let started = std::time::Instant::now();
@@ -65,10 +56,10 @@ pub fn run(args: Args) -> Result<i32> {
         if args.json {
             serde_json::to_writer(&mut out, r)?;
             writeln!(out)?;
-        } else if r.files_in > 0 || r.files_deleted > 0 {
+        } else if r.version.is_some() {
             writeln!(
                 out,
-                "{}: {} files ({:.1} MB, {} rows) -> {} files ({:.1} MB, {} rows, {} duplicates dropped); {} replaced files deleted",
+                "{}: {} files ({:.1} MB, {} rows) -> {} files ({:.1} MB, {} rows, {} duplicates dropped) in version {}",
                 r.partition,
                 r.files_in,
                 r.bytes_in as f64 / 1e6,
@@ -77,13 +68,13 @@ pub fn run(args: Args) -> Result<i32> {
                 r.bytes_out as f64 / 1e6,
                 r.rows_out,
                 r.duplicates_dropped,
-                r.files_deleted
+                r.version.unwrap_or_default()
             )?;
         }
     }
-    let merged = reports.iter().filter(|r| r.files_in > 0).count();
+    let merged = reports.iter().filter(|r| r.version.is_some()).count();
     eprintln!(
-        "{merged} of {} partition(s) compacted in {:.2}s",
+        "{merged} of {} day(s) compacted in {:.2}s; replaced files stay for time travel until `kms-audit vacuum`",
         reports.len(),
         started.elapsed().as_secs_f64()
     );

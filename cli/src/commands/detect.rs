@@ -76,10 +76,11 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     let rt = &lake.rt;
     let ctx = lake.query()?;
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
-    let opts = DetectOptions {
+    let mut opts = DetectOptions {
         since,
         until,
         trusted_accounts: args.trusted.trusted_accounts.clone(),
+        ..DetectOptions::default()
     };
     let sinks = {
         let _guard = rt.enter();
@@ -96,6 +97,9 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     } else {
         None
     };
+    let loc = lake.store.location()?;
+    (opts.lake_version, opts.arrived) =
+        rt.block_on(kms_audit::detect::arrivals(&ctx, &loc, state.as_ref()))?;
     let Some((window, alerts)) = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))? else {
         eprintln!(
             "no events to judge in {} (an empty lake, or nothing new since the last run)",

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kms_audit::ingest::{
-    ObjectError, ObjectReport, RunSummary, SkippedObject, SourceObject, ingest_all, local_sources,
+    IngestOptions, ObjectError, ObjectReport, RunSummary, SkippedObject, SourceObject, ingest_with,
+    local_sources,
 };
 use kms_audit::s3::{S3Uri, s3_sources};
 
@@ -25,6 +26,16 @@ pub struct Args {
     /// Print the run summary as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+    /// Commit after this many objects (and at the end)
+    #[arg(long, default_value_t = IngestOptions::default().commit_objects)]
+    pub commit_objects: usize,
+    /// Commit after this many MB of (compressed) objects
+    #[arg(long, default_value_t = IngestOptions::default().commit_bytes >> 20)]
+    pub commit_mb: u64,
+    /// Read objects the lake already holds again (their events are then doubled until
+    /// `kms-audit compact` drops the duplicate event ids)
+    #[arg(long)]
+    pub reingest: bool,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -92,7 +103,14 @@ pub fn run(args: Args) -> Result<i32> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let mut run = pool.install(|| ingest_all(&objects, lake.store.as_ref(), &progress));
+    let opts = IngestOptions {
+        commit_objects: args.commit_objects.max(1),
+        commit_bytes: args.commit_mb.max(1) << 20,
+        reingest: args.reingest,
+    };
+    let mut run = pool
+        .install(|| ingest_with(&objects, lake.store.as_ref(), &opts, &progress))
+        .with_context(|| format!("ingesting into {}", lake.location()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -114,6 +132,9 @@ fn report_problems(run: &RunSummary) {
                 "not retryable"
             }
         );
+    }
+    for w in &run.warnings {
+        let _ = writeln!(err, "warning: {w}");
     }
     for r in run.reports.iter().filter(|r| r.counts.rejected > 0) {
         let first = r
@@ -139,13 +160,14 @@ fn report_problems(run: &RunSummary) {
 
 fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
     let c = &run.counts;
-    let files: usize = run.reports.iter().map(|r| r.published.files.len()).sum();
+    let files = run.files_added;
     let mut out = std::io::stdout().lock();
     if json {
         let v = serde_json::json!({
             "objects": run.objects,
             "objects_failed": run.objects_failed,
             "objects_skipped": run.objects_skipped,
+            "objects_already_ingested": run.objects_already_ingested,
             "records": c.records,
             "kms_events": c.kms_events,
             "skipped": c.skipped,
@@ -153,6 +175,7 @@ fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
             "bytes_in": c.bytes_in,
             "bytes_decompressed": c.bytes_decompressed,
             "files_written": files,
+            "versions": run.versions,
             "seconds": (run.seconds * 1000.0).round() / 1000.0,
         });
         writeln!(out, "{v}")?;
@@ -160,15 +183,17 @@ fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
         let mb = c.bytes_decompressed as f64 / 1e6;
         writeln!(
             out,
-            "{} objects ({} failed, {} skipped by name): {} records = {} KMS events + {} skipped + {} rejected; {} Parquet files; {:.1} MB ({:.1} MB compressed) in {:.2}s ({:.0} MB/s)",
+            "{} objects ({} failed, {} skipped by name, {} already in the lake): {} records = {} KMS events + {} skipped + {} rejected; {} Parquet files in {} commit(s); {:.1} MB ({:.1} MB compressed) in {:.2}s ({:.0} MB/s)",
             run.objects,
             run.objects_failed,
             run.objects_skipped,
+            run.objects_already_ingested,
             c.records,
             c.kms_events,
             c.skipped,
             c.rejected,
             files,
+            run.versions.len(),
             mb,
             c.bytes_in as f64 / 1e6,
             run.seconds,

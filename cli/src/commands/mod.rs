@@ -2,6 +2,7 @@
 //! returning the process's exit code.
 
 pub mod compact;
+pub mod convert;
 pub mod demo;
 pub mod detect;
 pub mod generate;
@@ -10,6 +11,7 @@ pub mod report;
 pub mod rules;
 pub mod schema;
 pub mod sql;
+pub mod vacuum;
 
 /// The lake argument every command that reads or writes the lake takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -62,6 +64,16 @@ pub fn error_message(e: &anyhow::Error) -> String {
         }
     }
     msg
+}
+
+/// `--as-of VERSION|TIME` ([`AsOf::parse`]); latest when absent.
+pub fn as_of(text: Option<&str>) -> anyhow::Result<kms_audit::lake::table::AsOf> {
+    use anyhow::Context;
+    match text {
+        None => Ok(kms_audit::lake::table::AsOf::Latest),
+        Some(t) => kms_audit::lake::table::AsOf::parse(t)
+            .with_context(|| format!("--as-of {t}: expected a version number or a time")),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use kms_audit::sql::{OutputFormat, run_sql, write_batches};
 
-use super::LakeArg;
+use super::{LakeArg, as_of};
 
 /// Run SQL over the lake (no SQL: an interactive prompt)
 #[derive(clap::Args, Debug)]
@@ -15,6 +15,10 @@ pub struct Args {
     lake: LakeArg,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Read an earlier version of the lake: a table version number, or a time
+    /// (2026-11-01T12:00:00Z, 2026-11-01, 3d) for the version current then
+    #[arg(long, value_name = "VERSION|TIME")]
+    as_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -37,7 +41,7 @@ impl From<Format> for OutputFormat {
 
 pub fn run(args: Args) -> Result<i32> {
     let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
-    let ctx = lake.query()?;
+    let ctx = lake.query_as_of(&as_of(args.as_of.as_deref())?)?;
     let format = args.format.into();
     match args.sql {
         Some(q) => {

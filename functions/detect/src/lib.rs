@@ -20,6 +20,7 @@ use kms_audit::detect::sinks::aws::aws_sink;
 use kms_audit::detect::sinks::{AlertSink, AwsSinkSpec, SinkError, deliver_all};
 use kms_audit::detect::{Alert, DetectOptions, DetectState, Rule, builtin_rules, evaluate};
 use kms_audit::lake::LakeStore;
+use kms_audit::lake::table::AsOf;
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
@@ -80,15 +81,22 @@ impl Detector {
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, DetectFnError> {
         let started = std::time::Instant::now();
         let now = kms_audit::time::now_micros();
-        let opts = DetectOptions {
+        let mut opts = DetectOptions {
             since: lambda_common::payload_time(&event.payload, "since", now)?,
             until: lambda_common::payload_time(&event.payload, "until", now)?,
             trusted_accounts: self.trusted.clone(),
+            ..DetectOptions::default()
         };
-        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri)?;
+        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
         let lake = self.lake.clone();
         let mut state =
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;
+        let loc = self
+            .lake
+            .location()
+            .map_err(kms_audit::sql::QueryError::from)?;
+        (opts.lake_version, opts.arrived) =
+            kms_audit::detect::arrivals(&ctx, &loc, Some(&state)).await?;
         let Some((window, alerts)) = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?
         else {
             tracing::info!("no events to judge (an empty lake, or nothing new)");

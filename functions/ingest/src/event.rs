@@ -3,7 +3,7 @@
 //!
 //! | payload | type |
 //! |---|---|
-//! | `{"kms-audit": "compact", "days": N}` (the template's schedule) | [`CompactRequest`] |
+//! | `{"kms-audit": "compact", "days": N, "vacuum_days": D}` (the compaction schedule) | [`CompactRequest`] |
 //! | SQS messages (EventBridge → SQS → Lambda, the template's path) | [`SqsBatch`], each body a [`Notification`] |
 //! | an S3 event notification, invoked directly | [`S3Notification`] (`aws_lambda_events` `S3Event`) |
 //! | an EventBridge "Object Created" event | [`S3EventBridge`] (`aws_lambda_events` `EventBridgeEvent`) |
@@ -52,6 +52,9 @@ pub struct CompactRequest {
     /// Days back from today (UTC), today included; default 3, at most 366.
     #[serde(default)]
     pub days: Option<u64>,
+    /// Then vacuum: delete files no version younger than this many days references.
+    #[serde(default)]
+    pub vacuum_days: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

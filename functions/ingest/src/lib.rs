@@ -12,9 +12,12 @@
 //! * an EventBridge "Object Created" event, invoked directly.
 //!
 //! Keys in S3 notifications are URL-encoded (`+` is a space); EventBridge keys are not.
-//! Digests, Insights files and other keys are skipped and logged, not errors. Ingestion is
-//! idempotent: an object's lake files have deterministic names, so a retried message
-//! replaces them instead of adding rows.
+//! Digests, Insights files and other keys are skipped and logged, not errors.
+//!
+//! An invocation makes one commit to the lake's `kms_events` table, whatever the number of
+//! objects in its batch, so the table gains about one file per event day per invocation.
+//! Ingestion is exactly once per object: the lake's `objects` table records every object
+//! committed, and a redelivered message's object is not read again.
 
 pub mod event;
 
@@ -24,7 +27,9 @@ use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use kms_audit::ingest::object_name::{ObjectKind, classify_name};
-use kms_audit::ingest::{Counts, ObjectError, ingest_all};
+use kms_audit::ingest::{
+    Counts, IngestError, IngestOptions, ObjectError, SourceObject, ingest_with,
+};
 use kms_audit::lake::compact::CompactError;
 use kms_audit::lake::{LakeStore, object_file_stem};
 use kms_audit::s3::{Aws, S3Lake, S3Object, S3Uri};
@@ -56,6 +61,8 @@ pub enum HandlerError {
     },
     #[error("compaction: {0}")]
     Compact(#[from] CompactError),
+    #[error("ingest: {0}")]
+    Ingest(#[from] IngestError),
     #[error("the ingest task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -90,7 +97,7 @@ impl Handler {
         let started = Instant::now();
         let request_id = event.context.request_id.clone();
         let (answer, stats) = match event.payload {
-            IngestEvent::Compact(req) => return self.compact(req.days()).await,
+            IngestEvent::Compact(req) => return self.compact(req.days(), req.vacuum_days).await,
             IngestEvent::Unrecognised(v) => {
                 let fields = v
                     .as_object()
@@ -185,18 +192,32 @@ impl Handler {
         Ok(answer)
     }
 
-    /// Compacts the recent partitions (late events land in past days, so a few of them).
-    async fn compact(&self, days: u32) -> Result<Value, HandlerError> {
+    /// Compacts the recent days (late events land in past days, so a few of them), then
+    /// vacuums when asked.
+    async fn compact(&self, days: u32, vacuum_days: Option<u64>) -> Result<Value, HandlerError> {
         use kms_audit::lake::compact::{CompactOptions, compact};
         let opts = CompactOptions::default();
-        let today = opts.now.div_euclid(kms_audit::time::DAY_MICROS);
+        let today = kms_audit::time::now_micros().div_euclid(kms_audit::time::DAY_MICROS);
         let wanted: Vec<String> = (0..i64::from(days))
             .map(|d| kms_audit::time::format_day(today - d))
             .collect();
         let lake = self.lake.clone();
-        let reports =
-            tokio::task::spawn_blocking(move || compact(lake.as_ref(), Some(&wanted), &opts))
-                .await??;
+        let (reports, vacuumed) = tokio::task::spawn_blocking(move || {
+            let reports = compact(lake.as_ref(), Some(&wanted), &opts)?;
+            let vacuumed = match vacuum_days {
+                Some(d) => Some(kms_audit::lake::compact::vacuum(
+                    lake.as_ref(),
+                    chrono::Duration::days(d.min(3650) as i64),
+                    false,
+                )?),
+                None => None,
+            };
+            Ok::<_, CompactError>((reports, vacuumed))
+        })
+        .await??;
+        if let Some(v) = &vacuumed {
+            tracing::info!(files_deleted = v.files.len(), "vacuumed");
+        }
         for r in &reports {
             tracing::info!(
                 partition = %r.partition,
@@ -205,11 +226,14 @@ impl Handler {
                 rows_in = r.rows_in,
                 rows_out = r.rows_out,
                 duplicates_dropped = r.duplicates_dropped,
-                files_deleted = r.files_deleted,
+                version = r.version,
                 "partition compacted"
             );
         }
-        Ok(serde_json::to_value(&reports).unwrap_or(Value::Null))
+        Ok(json!({
+            "days": reports,
+            "vacuumed": vacuumed.map(|v| v.files.len()),
+        }))
     }
 
     /// Ingests objects (skipping non-logs by name) on blocking threads. Returns, per object
@@ -249,16 +273,34 @@ impl Handler {
             return Ok((outcomes, stats));
         }
         let lake = self.lake.clone();
+        let uris: Vec<String> = sources.iter().map(|s| s.uri().to_owned()).collect();
+        // One commit for the whole batch.
+        let opts = IngestOptions {
+            commit_objects: usize::MAX,
+            commit_bytes: u64::MAX,
+            ..IngestOptions::default()
+        };
         let mut run = tokio::task::spawn_blocking(move || {
-            let run = ingest_all(&sources, lake.as_ref(), &|_| {});
+            let run = ingest_with(&sources, lake.as_ref(), &opts, &|_| {})?;
             for f in &run.failures {
                 if !f.retryable() {
                     record_object_failure(lake.as_ref(), f);
                 }
             }
-            run
+            Ok::<_, IngestError>(run)
         })
-        .await?;
+        .await??;
+        // Every object not failed is done: read now, or found in the lake already.
+        let failed: std::collections::HashSet<&str> =
+            run.failures.iter().map(|f| f.object.as_str()).collect();
+        for uri in &uris {
+            if !failed.contains(uri.as_str()) {
+                outcomes.insert(uri.clone(), true);
+            }
+        }
+        for w in &run.warnings {
+            tracing::warn!(warning = %w, "ingest");
+        }
         for r in &run.reports {
             tracing::info!(
                 object = %r.uri,
@@ -267,7 +309,8 @@ impl Handler {
                 skipped = r.counts.skipped,
                 rejected = r.counts.rejected,
                 bytes_in = r.counts.bytes_in,
-                files = r.published.files.len(),
+                version = r.version,
+                sha256 = %r.sha256,
                 seconds = r.seconds,
                 "object ingested"
             );
@@ -280,7 +323,6 @@ impl Handler {
                     "records rejected"
                 );
             }
-            outcomes.insert(r.uri.clone(), true);
         }
         for f in &run.failures {
             tracing::error!(
@@ -294,6 +336,7 @@ impl Handler {
             stats.first_failure = std::mem::take(&mut run.failures).into_iter().next();
         }
         stats.objects += run.objects;
+        stats.objects_already_ingested += run.objects_already_ingested;
         stats.objects_failed += run.objects_failed;
         stats.counts.add(&run.counts);
         Ok((outcomes, stats))
@@ -323,6 +366,8 @@ pub struct Stats {
     pub objects: u64,
     pub objects_failed: u64,
     pub objects_skipped: u64,
+    /// Objects the lake held already (a redelivery): not read again.
+    pub objects_already_ingested: u64,
     pub counts: Counts,
     /// The first object that failed, with its cause.
     pub first_failure: Option<ObjectError>,
@@ -334,6 +379,7 @@ impl Stats {
             "objects": self.objects,
             "objects_failed": self.objects_failed,
             "objects_skipped": self.objects_skipped,
+            "objects_already_ingested": self.objects_already_ingested,
             "records": self.counts.records,
             "kms_events": self.counts.kms_events,
             "skipped": self.counts.skipped,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use aws_sdk_sns::types::MessageAttributeValue;
 use kms_audit::detect::builtin_rules;
 use kms_audit::lake::LakeStore;
+use kms_audit::lake::table::AsOf;
 use kms_audit::report::{ReportOptions, build_report, write_report};
 use kms_audit::s3::{Aws, S3Lake, S3Uri};
 use kms_audit::time::{DAY_MICROS, format_day, parse_event_time};
@@ -107,7 +108,7 @@ impl Reporter {
             trusted_accounts: self.trusted.clone(),
             rules: builtin_rules()?,
         };
-        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri)?;
+        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
         let report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(
             "reports/{}_{}",

@@ -44,6 +44,60 @@ pub struct DetectOptions {
     pub until: Option<i64>,
     /// Accounts trusted besides those whose logs are in the lake.
     pub trusted_accounts: Vec<String>,
+    /// The `kms_events` version the session reads, and what arrived in it since the
+    /// state's version ([`arrivals`]): a scheduled run judges what arrived, whatever its
+    /// event times.
+    pub lake_version: Option<i64>,
+    pub arrived: Option<Arrived>,
+}
+
+/// What the commits since the last judged version added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrived {
+    /// No new rows (none, or only compaction's rewrites).
+    Nothing,
+    /// New rows with event times in `[since, until)`.
+    Span(i64, i64),
+    /// New rows whose times the log does not say (files without statistics).
+    Unknown,
+}
+
+/// The version `ctx` reads (its `lake_version` view) and what arrived since the state's
+/// version. Without a state version (a new state, or one written before versions were
+/// kept) the arrivals are unknown and the run falls back to event times.
+pub async fn arrivals(
+    ctx: &SessionContext,
+    loc: &crate::lake::table::Location,
+    state: Option<&DetectState>,
+) -> Result<(Option<i64>, Option<Arrived>), DetectError> {
+    let b = run_sql(ctx, "SELECT version FROM lake_version").await?;
+    let Some(current) = b
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
+    else {
+        return Ok((None, None));
+    };
+    let Some(judged) = state.and_then(|s| s.version) else {
+        return Ok((Some(current), None));
+    };
+    if judged >= current {
+        return Ok((Some(current), Some(Arrived::Nothing)));
+    }
+    let tables = crate::lake::table::Tables::new(loc.clone());
+    let a = tables
+        .arrivals(judged, current)
+        .await
+        .map_err(|e| DetectError::Io {
+            path: loc.url().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+    let arrived = match (a.without_stats, a.time_range) {
+        (n, _) if n > 0 => Arrived::Unknown,
+        (_, Some((lo, hi))) => Arrived::Span(lo, hi + 1),
+        (_, None) => Arrived::Nothing,
+    };
+    Ok((Some(current), Some(arrived)))
 }
 
 /// How far back baselines learn (`history_events` starts this long before the window).
@@ -52,7 +106,12 @@ pub const HISTORY_DAYS: i64 = 30;
 /// Persistent detection state: where the last run stopped and the incidents it reported.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DetectState {
-    /// End of the last run's window (microseconds).
+    /// The last `kms_events` version judged: the next scheduled run judges the rows
+    /// committed after it (late objects included; a future-dated record moves nothing).
+    #[serde(default)]
+    pub version: Option<i64>,
+    /// End of the last run's window (microseconds); used only by a state without a
+    /// version.
     pub high_water_mark: Option<i64>,
     /// dedup_key → last_seen (microseconds) of the incident as last reported.
     pub incidents: BTreeMap<String, i64>,
@@ -152,12 +211,18 @@ pub async fn resolve_window(
     // Signature rules judge from the lake's first event; baseline rules learn from its
     // first 24 hours before they judge anything.
     let learned = first + DAY_MICROS;
-    let (since, baselines_since) = match (opts.since, state.and_then(|s| s.high_water_mark)) {
-        (Some(since), _) => (since, since),
-        (None, Some(hwm)) => (hwm - LATE_ARRIVAL, (hwm - LATE_ARRIVAL).max(learned)),
-        (None, None) => (first, learned),
+    let mut until = opts.until.unwrap_or(last + 1);
+    let hwm = state.and_then(|s| s.high_water_mark);
+    let (since, baselines_since) = match (opts.since, opts.arrived, hwm) {
+        (Some(since), _, _) => (since, since),
+        (None, Some(Arrived::Nothing), _) if opts.until.is_none() => return Ok(None),
+        (None, Some(Arrived::Span(lo, hi)), _) => {
+            until = opts.until.unwrap_or(hi);
+            (lo, lo.max(learned))
+        }
+        (None, _, Some(hwm)) => (hwm - LATE_ARRIVAL, (hwm - LATE_ARRIVAL).max(learned)),
+        (None, _, None) => (first, learned),
     };
-    let until = opts.until.unwrap_or(last + 1);
     Ok((since < until).then_some(Window {
         since,
         until,
@@ -418,7 +483,18 @@ pub async fn evaluate(
     };
     let alerts = run_rules(ctx, rules, window, &opts.trusted_accounts).await?;
     let alerts = match state {
-        Some(st) => suppress_reported(alerts, rules, st, window),
+        Some(st) => {
+            let before = (st.version, st.high_water_mark);
+            let fresh = suppress_reported(alerts, rules, st, window);
+            if opts.since.is_some() || opts.until.is_some() {
+                // An explicit period re-judges the past: it records the incidents it
+                // reported, not a new position.
+                (st.version, st.high_water_mark) = before;
+            } else if opts.lake_version.is_some() {
+                st.version = opts.lake_version;
+            }
+            fresh
+        }
         None => alerts,
     };
     Ok(Some((window, alerts)))

@@ -25,10 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::ingest::batch::{EventBatchBuilder, with_builder};
-use crate::ingest::object_name::{ObjectKind, SkipReason, classify_name};
+use crate::ingest::object_name::{ObjectKind, ObjectName, SkipReason, classify_name};
 use crate::ingest::reader::{Item, ReadError, RecordReader, decompressing};
 use crate::ingest::record::{Outcome, RejectReason, classify};
-use crate::lake::{LakeError, LakeStore, ObjectWriter, Published};
+use arrow::record_batch::RecordBatch;
+
+use crate::lake::{DayWriters, LakeError, LakeStore, StagedFile};
 
 /// Rows per Arrow batch (and the unit of memory of the ingest path).
 pub const BATCH_ROWS: usize = 4096;
@@ -47,6 +49,10 @@ pub trait SourceObject: Send + Sync {
     fn size(&self) -> Option<u64>;
     /// Opens the raw (possibly compressed) bytes.
     fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+    /// Its S3 ETag, when known.
+    fn etag(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: SourceObject + ?Sized> SourceObject for Box<T> {
@@ -58,6 +64,24 @@ impl<T: SourceObject + ?Sized> SourceObject for Box<T> {
     }
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         (**self).open()
+    }
+    fn etag(&self) -> Option<String> {
+        (**self).etag()
+    }
+}
+
+impl<T: SourceObject + ?Sized> SourceObject for &T {
+    fn uri(&self) -> &str {
+        (**self).uri()
+    }
+    fn size(&self) -> Option<u64> {
+        (**self).size()
+    }
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        (**self).open()
+    }
+    fn etag(&self) -> Option<String> {
+        (**self).etag()
     }
 }
 
@@ -131,8 +155,18 @@ impl Counts {
 #[derive(Debug, Clone, Default)]
 pub struct ObjectReport {
     pub uri: String,
+    /// Its identity in the `objects` table ([`object_identity`]).
+    pub object: String,
+    /// The date in its CloudTrail key.
+    pub object_date: Option<String>,
+    /// Bytes as stored.
+    pub size: u64,
+    pub etag: Option<String>,
+    /// Hex SHA-256 of the decompressed bytes.
+    pub sha256: String,
     pub counts: Counts,
-    pub published: Published,
+    /// The `kms_events` version that committed its rows.
+    pub version: Option<i64>,
     /// The first few rejected records' reasons.
     pub reject_examples: Vec<RejectReason>,
     /// Where the rejected records were written, if any were.
@@ -151,6 +185,9 @@ pub enum ObjectErrorKind {
     Lake(#[from] LakeError),
     #[error("building Arrow batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// The commit of the object's rows failed (with the other objects of its commit).
+    #[error("committing: {0}")]
+    Commit(std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// An object that could not be ingested. Nothing of it was published.
@@ -179,6 +216,7 @@ impl ObjectError {
             ObjectErrorKind::Read(_) => false,
             ObjectErrorKind::Lake(_) => true,
             ObjectErrorKind::Arrow(_) => false,
+            ObjectErrorKind::Commit(_) => true,
         }
     }
 }
@@ -249,11 +287,98 @@ impl Drop for RejectSink<'_> {
     }
 }
 
-/// Ingests one object into the lake.
-pub fn ingest_object(
+/// Decompressed bytes an object may have: a gzip bomb fails its object, not the batch.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+/// Arrow bytes of one object's rows held in memory until the object is read whole; a
+/// larger object's rows go to files of their own as they are read.
+pub const OBJECT_MEMORY_BYTES: usize = 8 << 20;
+
+/// Hashes (SHA-256) the decompressed bytes as they are read, and caps their number.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    n: u64,
+    cap: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.n += n as u64;
+        if self.n > self.cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("more than {} bytes decompressed: refused", self.cap),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// An object's rows, read and waiting for their commit.
+#[derive(Debug)]
+pub enum PendingRows {
+    /// Small objects: batches in memory, and the event day of each row.
+    Memory(Vec<(RecordBatch, Vec<i32>)>),
+    /// Large objects: their own staged files.
+    Files(Vec<StagedFile>),
+}
+
+/// An object read whole: its report and its rows.
+#[derive(Debug)]
+pub struct ReadObject {
+    pub report: ObjectReport,
+    pub rows: PendingRows,
+}
+
+/// Where an object's rows are while it is read.
+enum RowsSoFar<'l> {
+    Memory(Vec<(RecordBatch, Vec<i32>)>, usize),
+    Files(DayWriters<'l>),
+}
+
+impl<'l> RowsSoFar<'l> {
+    fn push(
+        &mut self,
+        lake: &'l dyn LakeStore,
+        name: &str,
+        batch: RecordBatch,
+        days: Vec<i32>,
+    ) -> Result<(), LakeError> {
+        match self {
+            RowsSoFar::Memory(batches, bytes) => {
+                *bytes += batch.get_array_memory_size();
+                batches.push((batch, days));
+                if *bytes > OBJECT_MEMORY_BYTES {
+                    let mut w = DayWriters::new(lake, name);
+                    for (b, d) in batches.drain(..) {
+                        w.write(&b, &d)?;
+                    }
+                    *self = RowsSoFar::Files(w);
+                }
+                Ok(())
+            }
+            RowsSoFar::Files(w) => w.write(&batch, &days),
+        }
+    }
+
+    fn finish(self) -> Result<PendingRows, LakeError> {
+        Ok(match self {
+            RowsSoFar::Memory(b, _) => PendingRows::Memory(b),
+            RowsSoFar::Files(w) => PendingRows::Files(w.finish()?),
+        })
+    }
+}
+
+/// Reads one object whole: every record classified and counted, its KMS events as Arrow
+/// rows (in memory, or staged files for a large object), its rejects published, the
+/// SHA-256 of its decompressed bytes. Nothing of it is in a table until a commit.
+pub fn read_object(
     obj: &dyn SourceObject,
     lake: &dyn LakeStore,
-) -> Result<ObjectReport, ObjectError> {
+) -> Result<ReadObject, ObjectError> {
     let started = Instant::now();
     let uri = obj.uri().to_owned();
     let bytes_in = Arc::new(AtomicU64::new(0));
@@ -279,11 +404,17 @@ pub fn ingest_object(
         )
     })?;
     let gzip = stream.is_gzip();
-    let mut reader = RecordReader::new(stream);
-    let mut writer = ObjectWriter::new(lake, &uri);
+    let mut reader = RecordReader::new(Hashing {
+        inner: stream,
+        hasher: sha2::Digest::new(),
+        n: 0,
+        cap: MAX_DECOMPRESSED_BYTES,
+    });
+    let stem = crate::lake::object_file_stem(&uri);
+    let mut rows = RowsSoFar::Memory(Vec::new(), 0);
     let mut rejects = RejectSink {
         lake,
-        stem: writer.stem().to_owned(),
+        stem: stem.clone(),
         object: uri.clone(),
         file: None,
     };
@@ -324,43 +455,84 @@ pub fn ingest_object(
                 }
             }
             if builder.is_full(BATCH_ROWS) {
-                flush(builder, &mut writer).map_err(|k| fail(k, counts.records))?;
+                flush(builder, lake, &stem, &mut rows).map_err(|k| fail(k, counts.records))?;
             }
         }
-        flush(builder, &mut writer).map_err(|k| fail(k, counts.records))
+        flush(builder, lake, &stem, &mut rows).map_err(|k| fail(k, counts.records))
     });
     read?;
     counts.bytes_decompressed = reader.offset();
+    // What follows the last record (whitespace) is part of the bytes CloudTrail hashes.
+    io::copy(reader.get_mut(), &mut io::sink()).map_err(|e| {
+        fail(
+            ObjectErrorKind::Read(ReadError::Io {
+                offset: counts.bytes_decompressed,
+                source: e,
+            }),
+            counts.records,
+        )
+    })?;
+    let sha256 = hex(&sha2::Digest::finalize(std::mem::take(
+        &mut reader.get_mut().hasher,
+    )));
     drop(reader);
     counts.bytes_in = bytes_in.load(Ordering::Relaxed);
     debug_assert!(counts.reconciles());
 
-    let published = writer
-        .commit()
-        .map_err(|e| fail(e.into(), counts.records))?;
+    let rows = rows.finish().map_err(|e| fail(e.into(), counts.records))?;
     let rejects_file = rejects
         .commit()
         .map_err(|e| fail(e.into(), counts.records))?;
-    Ok(ObjectReport {
-        uri,
-        counts,
-        published,
-        reject_examples: examples,
-        rejects_file,
-        seconds: started.elapsed().as_secs_f64(),
+    let (object, object_date) = object_identity(&uri);
+    Ok(ReadObject {
+        report: ObjectReport {
+            uri,
+            object,
+            object_date,
+            size: obj.size().unwrap_or(counts.bytes_in),
+            etag: obj.etag(),
+            sha256,
+            counts,
+            reject_examples: examples,
+            rejects_file,
+            seconds: started.elapsed().as_secs_f64(),
+            version: None,
+        },
+        rows,
     })
 }
 
-fn flush(
+/// An object's identity in the `objects` table and the date in its CloudTrail key: its key
+/// from `AWSLogs/` on (the same for an S3 original and a local copy), else its URI.
+pub fn object_identity(uri: &str) -> (String, Option<String>) {
+    match ObjectName::parse(uri) {
+        Some(name) => (name.canonical, Some(name.date)),
+        None => (uri.to_owned(), None),
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn flush<'l>(
     builder: &mut EventBatchBuilder,
-    writer: &mut ObjectWriter<'_>,
+    lake: &'l dyn LakeStore,
+    name: &str,
+    rows: &mut RowsSoFar<'l>,
 ) -> Result<(), ObjectErrorKind> {
     if builder.is_empty() {
         return Ok(());
     }
     let days = builder.days().to_vec();
     let batch = builder.finish()?;
-    writer.write(&batch, &days)?;
+    rows.push(lake, name, batch, days)?;
     Ok(())
 }
 
@@ -437,43 +609,359 @@ pub struct RunSummary {
     pub objects: u64,
     pub objects_failed: u64,
     pub objects_skipped: u64,
+    /// Objects the lake already holds (by identity): not read again.
+    pub objects_already_ingested: u64,
     pub counts: Counts,
     pub seconds: f64,
     pub failures: Vec<ObjectError>,
     pub reports: Vec<ObjectReport>,
+    /// The `kms_events` versions this run committed.
+    pub versions: Vec<i64>,
+    /// Data files those commits added.
+    pub files_added: u64,
+    /// Trouble that lost nothing (the `objects` table lagging a commit: the next writer
+    /// projects it).
+    pub warnings: Vec<String>,
 }
 
-/// Ingests many objects in parallel (rayon's pool: all cores by default). `progress` is
-/// called once per object as it finishes, from worker threads.
+/// When an ingest run commits.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Objects per commit.
+    pub commit_objects: usize,
+    /// Stored (compressed) bytes per commit.
+    pub commit_bytes: u64,
+    /// Read objects the lake already holds again (their rows are then in the table twice
+    /// until compaction drops the duplicate event ids).
+    pub reingest: bool,
+}
+
+impl Default for IngestOptions {
+    /// Measured with `scripts/bench` (docs/performance.md, "Commit size"): a commit costs
+    /// a log write and a sync of `objects`, and its files hold the rows of all its objects.
+    fn default() -> Self {
+        IngestOptions {
+            commit_objects: 2_000,
+            commit_bytes: 512 << 20,
+            reingest: false,
+        }
+    }
+}
+
+/// Why a whole run could not start or go on (per-object trouble is in [`RunSummary`]).
+#[cfg(feature = "query")]
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Table(#[from] crate::lake::table::TableError),
+    #[error("running the table I/O: {0}")]
+    Runtime(#[from] io::Error),
+}
+
+/// [`ingest_with`] with the default options.
+#[cfg(feature = "query")]
 pub fn ingest_all<S: SourceObject>(
     objects: &[S],
     lake: &dyn LakeStore,
     progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
-) -> RunSummary {
-    use rayon::prelude::*;
+) -> Result<RunSummary, IngestError> {
+    ingest_with(objects, lake, &IngestOptions::default(), progress)
+}
+
+/// Ingests objects into the lake's tables, in commits of up to
+/// [`IngestOptions::commit_objects`] objects. Within a commit the objects are read in
+/// parallel (rayon's pool), each worker writing the rows of all its objects through one
+/// file per event day, so a commit adds about one file per (worker, day). Objects the
+/// lake already holds are left out before reading. `progress` is called once per object
+/// as it is read, from worker threads.
+#[cfg(feature = "query")]
+pub fn ingest_with<S: SourceObject>(
+    objects: &[S],
+    lake: &dyn LakeStore,
+    opts: &IngestOptions,
+    progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
+) -> Result<RunSummary, IngestError> {
+    use crate::lake::table::Tables;
     let started = Instant::now();
-    let results: Vec<Result<ObjectReport, ObjectError>> = objects
-        .par_iter()
-        .map(|o| {
-            let r = ingest_object(o, lake);
-            progress(&r);
-            r
-        })
-        .collect();
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    loc.block_on(tables.ensure())??;
     let mut summary = RunSummary::default();
-    for r in results {
-        summary.objects += 1;
-        match r {
-            Ok(report) => {
-                summary.counts.add(&report.counts);
-                summary.reports.push(report);
+    for group in commit_groups(objects, opts) {
+        let todo: Vec<&S> = if opts.reingest {
+            group.iter().collect()
+        } else {
+            let wanted: Vec<(String, Option<String>)> =
+                group.iter().map(|o| object_identity(o.uri())).collect();
+            let done = loc.block_on(tables.ingested(&wanted))??;
+            group
+                .iter()
+                .zip(&wanted)
+                .filter(|(_, (id, _))| !done.contains(id))
+                .map(|(o, _)| o)
+                .collect()
+        };
+        summary.objects_already_ingested += (group.len() - todo.len()) as u64;
+        summary.objects += group.len() as u64;
+        ingest_group(&todo, lake, &tables, progress, &mut summary);
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Ingests one object in a commit of its own, reading it even when the lake holds it.
+#[cfg(feature = "query")]
+pub fn ingest_object(
+    obj: &dyn SourceObject,
+    lake: &dyn LakeStore,
+) -> Result<ObjectReport, ObjectError> {
+    let opts = IngestOptions {
+        reingest: true,
+        ..IngestOptions::default()
+    };
+    let mut run =
+        ingest_with(std::slice::from_ref(&obj), lake, &opts, &|_| {}).map_err(|e| ObjectError {
+            object: obj.uri().to_owned(),
+            kind: ObjectErrorKind::Commit(Arc::new(e)),
+            records_before_failure: 0,
+        })?;
+    if let Some(f) = run.failures.pop() {
+        return Err(f);
+    }
+    run.reports.pop().ok_or_else(|| ObjectError {
+        object: obj.uri().to_owned(),
+        kind: ObjectErrorKind::Open(io::Error::other("not ingested")),
+        records_before_failure: 0,
+    })
+}
+
+/// Consecutive runs of objects within the commit limits.
+#[cfg(feature = "query")]
+fn commit_groups<'a, S: SourceObject>(objects: &'a [S], opts: &IngestOptions) -> Vec<&'a [S]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, o) in objects.iter().enumerate() {
+        let n = i - start;
+        if n > 0 && (n >= opts.commit_objects.max(1) || bytes >= opts.commit_bytes) {
+            groups.push(&objects[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += o.size().unwrap_or(0);
+    }
+    if start < objects.len() {
+        groups.push(&objects[start..]);
+    }
+    groups
+}
+
+/// What one worker read for a commit.
+#[cfg(feature = "query")]
+#[derive(Default)]
+struct WorkerOut {
+    reports: Vec<ObjectReport>,
+    failures: Vec<ObjectError>,
+    staged: Vec<StagedFile>,
+}
+
+/// Reads a group's objects on the pool's threads, then publishes and commits their rows.
+#[cfg(feature = "query")]
+fn ingest_group<S: SourceObject>(
+    todo: &[&S],
+    lake: &dyn LakeStore,
+    tables: &crate::lake::table::Tables,
+    progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
+    summary: &mut RunSummary,
+) {
+    use rayon::prelude::*;
+    if todo.is_empty() {
+        return;
+    }
+    let workers = rayon::current_num_threads().max(1);
+    let chunk = todo.len().div_ceil(workers);
+    let outs: Vec<WorkerOut> = todo
+        .par_chunks(chunk)
+        .map(|objs| read_objects(objs, lake, progress))
+        .collect();
+    let mut reports = Vec::new();
+    let mut staged = Vec::new();
+    for out in outs {
+        summary.failures.extend(out.failures);
+        reports.extend(out.reports);
+        staged.extend(out.staged);
+    }
+    summary.objects_failed = summary.failures.len() as u64;
+    if reports.is_empty() {
+        staged.into_iter().for_each(StagedFile::discard);
+        return;
+    }
+    match commit_group(staged, &reports, lake, tables) {
+        Ok((version, files, warning)) => {
+            summary.warnings.extend(warning);
+            summary.versions.push(version);
+            summary.files_added += files;
+            for mut r in reports {
+                r.version = Some(version);
+                summary.counts.add(&r.counts);
+                summary.reports.push(r);
             }
+        }
+        Err(e) => {
+            let e: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
+            for r in reports {
+                summary.failures.push(ObjectError {
+                    object: r.uri,
+                    kind: ObjectErrorKind::Commit(e.clone()),
+                    records_before_failure: r.counts.records,
+                });
+            }
+            summary.objects_failed = summary.failures.len() as u64;
+        }
+    }
+}
+
+/// One worker's objects: each read whole; the rows of the small ones go through the
+/// worker's day files, a large one's staged files are kept as they are. An object that
+/// fails leaves nothing behind.
+#[cfg(feature = "query")]
+fn read_objects<S: SourceObject>(
+    objs: &[&S],
+    lake: &dyn LakeStore,
+    progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
+) -> WorkerOut {
+    let mut out = WorkerOut::default();
+    let mut days = DayWriters::new(lake, "part");
+    let mut pending: Vec<ObjectReport> = Vec::new();
+    let mut broken: Option<LakeError> = None;
+    for o in objs {
+        let read = read_object(*o, lake);
+        let read = match read {
+            Ok(r) => r,
             Err(e) => {
-                summary.objects_failed += 1;
-                summary.failures.push(e);
+                let failed = Err(e);
+                progress(&failed);
+                if let Err(e) = failed {
+                    out.failures.push(e);
+                }
+                continue;
+            }
+        };
+        progress(&Ok(read.report.clone()));
+        match read.rows {
+            PendingRows::Memory(batches) if broken.is_none() => {
+                for (b, d) in &batches {
+                    if let Err(e) = days.write(b, d) {
+                        broken = Some(e);
+                        break;
+                    }
+                }
+                pending.push(read.report);
+            }
+            PendingRows::Memory(_) => pending.push(read.report),
+            PendingRows::Files(files) => {
+                out.staged.extend(files);
+                out.reports.push(read.report);
             }
         }
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    summary
+    let finished = match broken {
+        Some(e) => Err(e),
+        None => days.finish(),
+    };
+    match finished {
+        Ok(files) => {
+            out.staged.extend(files);
+            out.reports.extend(pending);
+        }
+        Err(e) => {
+            // The shared files hold rows of every small object: none of them is committed.
+            let e = Arc::new(e);
+            for r in pending {
+                out.failures.push(ObjectError {
+                    object: r.uri,
+                    kind: ObjectErrorKind::Lake(LakeError::Io {
+                        op: "writing",
+                        path: "worker files".into(),
+                        source: io::Error::other(e.to_string()),
+                    }),
+                    records_before_failure: r.counts.records,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Publishes staged files under `kms_events/` and commits them with the objects' records.
+/// Returns the version and the number of files.
+#[cfg(feature = "query")]
+fn commit_group(
+    staged: Vec<StagedFile>,
+    reports: &[ObjectReport],
+    lake: &dyn LakeStore,
+    tables: &crate::lake::table::Tables,
+) -> Result<(i64, u64, Option<String>), crate::lake::table::TableError> {
+    use crate::lake::table::{NewFile, ObjectRecord, TableError, part_name, partition_dir};
+    use crate::schema::{PARTITION_COLUMN, TABLE};
+    let mut files = Vec::with_capacity(staged.len());
+    let mut rest = staged.into_iter();
+    while let Some(f) = rest.next() {
+        let day = crate::time::format_day(i64::from(f.day));
+        let path = format!(
+            "{}/{}",
+            partition_dir(PARTITION_COLUMN, Some(&day)),
+            part_name(i64::from(f.day))
+        );
+        let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+        let rows = f.rows as u64;
+        let time_range = f.time_range;
+        if let Err(e) = lake.publish(&f.path, &format!("{TABLE}/{path}")) {
+            f.discard();
+            rest.for_each(StagedFile::discard);
+            return Err(TableError::Invalid {
+                lake: lake.uri(),
+                reason: e.to_string(),
+            });
+        }
+        files.push(NewFile {
+            path,
+            partition: Some(day),
+            size,
+            rows,
+            time_range,
+        });
+    }
+    let now = crate::time::now_micros();
+    let records: Vec<ObjectRecord> = reports
+        .iter()
+        .map(|r| ObjectRecord {
+            object: r.object.clone(),
+            source_uri: r.uri.clone(),
+            object_date: r.object_date.clone(),
+            size: r.size,
+            etag: r.etag.clone(),
+            sha256: r.sha256.clone(),
+            records: r.counts.records,
+            kms_events: r.counts.kms_events,
+            skipped: r.counts.skipped,
+            rejected: r.counts.rejected,
+            ingested_at: now,
+        })
+        .collect();
+    let loc = tables.location();
+    let version = loc
+        .block_on(tables.append_events(&files, &records))
+        .map_err(|e| TableError::Invalid {
+            lake: lake.uri(),
+            reason: e.to_string(),
+        })??;
+    // The rows are committed: a failed projection into `objects` is healed by the next
+    // writer's, so it is logged, not an object failure.
+    let warning = match loc.block_on(tables.sync_objects()) {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("objects table not updated yet: {e}")),
+        Err(e) => Some(format!("objects table not updated yet: {e}")),
+    };
+    Ok((version, files.len() as u64, warning))
 }

@@ -269,6 +269,11 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// The source, to read what follows the last record.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.src
+    }
+
     /// Decompressed bytes consumed so far (the position of the parser).
     pub fn offset(&self) -> u64 {
         self.base + self.pos as u64

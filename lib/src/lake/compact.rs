@@ -1,49 +1,34 @@
-//! Compaction: a partition's many small per-object files merged into few large ones,
-//! duplicate `event_id`s dropped, swapped in so that readers never see missing or doubled
-//! rows.
+//! Compaction: a day's many small files of `kms_events` rewritten into few large ones
+//! (about [`CompactOptions::target_file_bytes`] each), duplicate `event_id`s dropped, in
+//! one Delta commit that removes the inputs and adds the outputs.
 //!
-//! A lake store has no multi-file rename, so the swap goes through a small manifest per
-//! partition, `kms_events/event_date=D/_manifest.json` (not `.parquet`, and `_`-prefixed:
-//! no engine reads it as data). It keeps up to three *layers*, each a set of output files
-//! and the files they replace:
-//!
-//! 1. outputs are built in local staging (so their names and sizes are known);
-//! 2. the manifest gets a `pending` layer naming them;
-//! 3. the outputs are uploaded;
-//! 4. the manifest's `pending` layer becomes `committed` (the old one becomes `previous`);
-//! 5. replaced files are deleted (after `keep_replaced`, so queries that listed the
-//!    partition before the swap can still read them).
-//!
-//! A reader lists a partition and reads its manifest, then takes the newest layer whose
-//! outputs are *all* in its listing (with their recorded sizes), hides that layer's
-//! replaced files and the outputs of any newer layer. Whatever the interleaving, that is
-//! the partition as it was either before or after one compaction. [`hidden_files`] is
-//! the rule; the query layer applies it to every listing (see
-//! [`crate::sql::CompactionAwareStore`]).
-//!
-//! Replaced names are kept in the manifest after their files are deleted, so ingesting the
-//! same object again (same name, same bytes) stays hidden rather than doubling its rows.
+//! The commit changes no data (`dataChange: false`, operation `OPTIMIZE`): detection by
+//! arrival does not judge its rows again. It is committed over concurrent ingest appends
+//! (their new files are not among its inputs, so no row committed meanwhile is lost) and
+//! gives up, leaving its outputs for `vacuum`, when another compaction removed one of its
+//! inputs first. Nothing is deleted here: replaced files stay readable by older versions
+//! (time travel, readers that opened one) until `kms-audit vacuum` and its retention.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::lake::{LakeError, LakeFile, LakeStore, compacted_writer_properties, fnv1a64};
+use crate::lake::table::{AsOf, LiveFile, NewFile, TableError, Tables, part_name, partition_dir};
+use crate::lake::{LakeError, LakeStore, compacted_writer_properties, fnv1a64};
 use crate::schema::{PARTITION_COLUMN, TABLE};
-
-/// The manifest's name inside a partition directory.
-pub const MANIFEST: &str = "_manifest.json";
 
 /// Errors of compaction.
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Table(#[from] TableError),
     #[error("{path}: {source}")]
     Parquet {
         path: String,
@@ -56,12 +41,6 @@ pub enum CompactError {
         #[source]
         source: arrow::error::ArrowError,
     },
-    #[error("{path}: invalid manifest: {source}")]
-    Manifest {
-        path: String,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -70,112 +49,25 @@ pub enum CompactError {
     },
 }
 
-/// A file named by a manifest: name inside the partition directory and size in bytes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct FileRef {
-    pub name: String,
-    pub size: u64,
-}
-
-/// One compaction's result: its outputs and every file they stand for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Layer {
-    pub outputs: Vec<FileRef>,
-    /// Every file whose rows the outputs hold (original per-object files and earlier
-    /// outputs), kept after deletion so re-ingested copies stay hidden.
-    pub replaced: BTreeSet<FileRef>,
-    /// When the layer was committed (microseconds since the epoch).
-    #[serde(default)]
-    pub committed_at: i64,
-}
-
-impl Layer {
-    /// Whether every output is in a partition listing (name → size) with its recorded size.
-    pub fn complete_in(&self, listing: &BTreeMap<String, u64>) -> bool {
-        self.outputs
-            .iter()
-            .all(|o| listing.get(&o.name) == Some(&o.size))
-    }
-
-    /// The replaced files still in a listing, with their recorded size (a file re-ingested
-    /// with other bytes is not one of them), never one of this layer's own outputs.
-    pub fn replaced_in<'a>(
-        &'a self,
-        listing: &'a BTreeMap<String, u64>,
-    ) -> impl Iterator<Item = &'a FileRef> + 'a {
-        let outputs: HashSet<&str> = self.outputs.iter().map(|o| o.name.as_str()).collect();
-        self.replaced.iter().filter(move |r| {
-            listing.get(&r.name) == Some(&r.size) && !outputs.contains(r.name.as_str())
-        })
-    }
-}
-
-/// A partition's compaction manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    #[serde(default)]
-    pub previous: Option<Layer>,
-    #[serde(default)]
-    pub committed: Option<Layer>,
-    #[serde(default)]
-    pub pending: Option<Layer>,
-}
-
-/// The files of a partition listing (name → size) a reader must not read, per the rule in
-/// the module docs.
-pub(crate) fn hidden_files(
-    listing: &BTreeMap<String, u64>,
-    manifest: &Manifest,
-) -> HashSet<String> {
-    // Newest first; a reader with none complete sees the partition as before any.
-    let layers: Vec<&Layer> = [&manifest.pending, &manifest.committed, &manifest.previous]
-        .into_iter()
-        .flatten()
-        .collect();
-    let chosen = layers
-        .iter()
-        .position(|l| l.complete_in(listing))
-        .unwrap_or(layers.len());
-    let mut hidden = HashSet::new();
-    // Outputs of newer layers than the chosen one are not (fully) there yet.
-    for newer in &layers[..chosen] {
-        for o in newer
-            .outputs
-            .iter()
-            .filter(|o| listing.contains_key(&o.name))
-        {
-            hidden.insert(o.name.clone());
-        }
-    }
-    if let Some(layer) = layers.get(chosen) {
-        hidden.extend(layer.replaced_in(listing).map(|r| r.name.clone()));
-    }
-    hidden
-}
-
 /// Options of a compaction run.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
     /// Roll to a new output file after about this many bytes.
     pub target_file_bytes: u64,
-    /// Replaced files are deleted once their replacement has been committed this long
-    /// (microseconds; 0: at once).
-    pub keep_replaced: i64,
-    /// "Now" (microseconds), for the grace period.
-    pub now: i64,
+    /// A day is rewritten when it has at least this many files, or duplicate event ids.
+    pub min_files: usize,
 }
 
 impl Default for CompactOptions {
     fn default() -> Self {
         CompactOptions {
             target_file_bytes: 128 * 1024 * 1024,
-            keep_replaced: 0,
-            now: crate::time::now_micros(),
+            min_files: 2,
         }
     }
 }
 
-/// What compacting one partition did.
+/// What compacting one day did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PartitionReport {
     pub partition: String,
@@ -186,145 +78,92 @@ pub struct PartitionReport {
     pub files_out: usize,
     pub bytes_out: u64,
     pub rows_out: u64,
-    /// Replaced files deleted by this run (including ones kept from an earlier run).
-    pub files_deleted: usize,
+    /// The version committed; `None` when the day was left as it was (too few files, or
+    /// another compaction of it committed first).
+    pub version: Option<i64>,
 }
 
-/// The partitions (`YYYY-MM-DD`) of the lake's event table.
+/// The days (`YYYY-MM-DD`) of the table's current version, with their files.
+async fn days_of(tables: &Tables) -> Result<BTreeMap<String, Vec<LiveFile>>, TableError> {
+    let snap = tables.snapshot(TABLE, &AsOf::Latest).await?;
+    let mut days: BTreeMap<String, Vec<LiveFile>> = BTreeMap::new();
+    for f in snap.files {
+        let day = f.partition.clone().unwrap_or_default();
+        days.entry(day).or_default().push(f);
+    }
+    Ok(days)
+}
+
+/// The days of the lake's event table.
 pub fn partitions(lake: &dyn LakeStore) -> Result<Vec<String>, CompactError> {
-    let mut days = BTreeSet::new();
-    for f in lake.list(TABLE)? {
-        if let Some(rest) = f.rel.strip_prefix(&format!("{TABLE}/{PARTITION_COLUMN}="))
-            && let Some((day, _)) = rest.split_once('/')
-        {
-            days.insert(day.to_owned());
-        }
-    }
-    Ok(days.into_iter().collect())
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    let days = loc.block_on(days_of(&tables)).map_err(io_err)??;
+    Ok(days.into_keys().collect())
 }
 
-fn partition_dir(day: &str) -> String {
-    format!("{TABLE}/{PARTITION_COLUMN}={day}")
-}
-
-/// Reads a partition's manifest (empty when it has none).
-pub fn read_manifest(lake: &dyn LakeStore, day: &str) -> Result<Manifest, CompactError> {
-    let rel = format!("{}/{MANIFEST}", partition_dir(day));
-    match lake.read(&rel)? {
-        None => Ok(Manifest::default()),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|source| CompactError::Manifest { path: rel, source }),
+fn io_err(e: std::io::Error) -> CompactError {
+    CompactError::Io {
+        path: "lake".into(),
+        source: e,
     }
 }
 
-fn write_manifest(lake: &dyn LakeStore, day: &str, m: &Manifest) -> Result<(), CompactError> {
-    let rel = format!("{}/{MANIFEST}", partition_dir(day));
-    let bytes = serde_json::to_vec(m).map_err(|source| CompactError::Manifest {
-        path: rel.clone(),
-        source,
-    })?;
-    lake.write(&rel, &bytes)?;
-    Ok(())
-}
-
-/// Deletes the replaced files of `layer` that are still there, if it was committed long
-/// enough ago.
-fn delete_replaced(
+/// Compacts the days in `days` (all when `None`), then brings `objects` up to date.
+pub fn compact(
     lake: &dyn LakeStore,
-    dir: &str,
-    layer: Option<&Layer>,
-    listing: &BTreeMap<String, u64>,
+    days: Option<&[String]>,
     opts: &CompactOptions,
-) -> Result<usize, CompactError> {
-    let Some(layer) = layer else { return Ok(0) };
-    if opts.now - layer.committed_at < opts.keep_replaced {
-        return Ok(0);
+) -> Result<Vec<PartitionReport>, CompactError> {
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    loc.block_on(tables.ensure()).map_err(io_err)??;
+    let all = loc.block_on(days_of(&tables)).map_err(io_err)??;
+    let mut out = Vec::new();
+    for (day, files) in all {
+        if days.is_some_and(|d| !d.contains(&day)) {
+            continue;
+        }
+        out.push(compact_day(lake, &tables, &day, &files, opts)?);
     }
-    let mut n = 0;
-    for r in layer.replaced_in(listing) {
-        lake.delete(&format!("{dir}/{}", r.name))?;
-        n += 1;
-    }
-    Ok(n)
+    loc.block_on(tables.sync_objects()).map_err(io_err)??;
+    Ok(out)
 }
 
-fn listing_of(lake: &dyn LakeStore, dir: &str) -> Result<BTreeMap<String, u64>, CompactError> {
-    let prefix = format!("{dir}/");
-    Ok(lake
-        .list(dir)?
-        .into_iter()
-        .filter_map(|LakeFile { rel, size }| {
-            let name = rel.strip_prefix(&prefix)?;
-            (!name.contains('/')).then(|| (name.to_owned(), size))
-        })
-        .collect())
-}
-
-/// Compacts one partition (`YYYY-MM-DD`). Does nothing (but finish an earlier run's
-/// deletions) when the partition has fewer than two live files.
-pub fn compact_partition(
+/// Compacts one day's files (as listed by the version read).
+fn compact_day(
     lake: &dyn LakeStore,
+    tables: &Tables,
     day: &str,
+    files: &[LiveFile],
     opts: &CompactOptions,
 ) -> Result<PartitionReport, CompactError> {
-    let dir = partition_dir(day);
     let mut report = PartitionReport {
         partition: day.to_owned(),
         ..Default::default()
     };
-    let mut manifest = read_manifest(lake, day)?;
-    let mut listing = listing_of(lake, &dir)?;
-
-    // An interrupted run: its pending outputs are garbage, or, if all there, the result.
-    if let Some(p) = manifest.pending.take() {
-        if p.complete_in(&listing) {
-            manifest.previous = manifest.committed.take();
-            manifest.committed = Some(Layer {
-                committed_at: opts.now,
-                ..p
-            });
-        } else {
-            for o in &p.outputs {
-                lake.delete(&format!("{dir}/{}", o.name))?;
-                listing.remove(&o.name);
-            }
-        }
-        write_manifest(lake, day, &manifest)?;
-    }
-    report.files_deleted +=
-        delete_replaced(lake, &dir, manifest.committed.as_ref(), &listing, opts)?;
-    listing = listing_of(lake, &dir)?;
-
-    let hidden = hidden_files(&listing, &manifest);
-    let live: Vec<FileRef> = listing
-        .iter()
-        .filter(|(name, _)| name.ends_with(".parquet") && !hidden.contains(*name))
-        .map(|(name, &size)| FileRef {
-            name: name.clone(),
-            size,
-        })
-        .collect();
-    if live.len() < 2 {
+    if files.len() < opts.min_files.max(1) {
         return Ok(report);
     }
-
-    // Build the outputs locally.
+    let dir = partition_dir(PARTITION_COLUMN, Some(day));
     let run_id = {
         let mut ids = String::new();
-        for f in &live {
-            ids.push_str(&format!("{}:{};", f.name, f.size));
+        for f in files {
+            ids.push_str(&f.path);
+            ids.push(';');
         }
         format!("{:016x}", fnv1a64(ids.as_bytes()))
     };
     let props = Arc::new(compacted_writer_properties());
     let mut seen: HashSet<u128> = HashSet::new();
-    let mut outputs: Vec<(FileRef, std::path::PathBuf)> = Vec::new();
-    let mut current: Option<(String, std::path::PathBuf, ArrowWriter<File>)> = None;
+    let mut outputs: Vec<Output> = Vec::new();
+    let mut current: Option<Output> = None;
+    let mut writer: Option<ArrowWriter<File>> = None;
     let staging = lake.staging_dir().to_path_buf();
     let result = (|| -> Result<(), CompactError> {
-        for f in &live {
-            let rel = format!("{dir}/{}", f.name);
-            let local = staging.join(format!("compact-in-{run_id}-{}.tmp", outputs.len()));
+        for f in files {
+            let rel = format!("{TABLE}/{}", f.path);
+            let local = staging.join(format!("compact-in-{run_id}-{}.tmp", report.files_in));
             lake.fetch(&rel, &local)?;
             let file = File::open(&local).map_err(|source| CompactError::Io {
                 path: local.display().to_string(),
@@ -343,19 +182,17 @@ pub fn compact_partition(
             report.files_in += 1;
             report.bytes_in += f.size;
             for batch in reader {
-                let batch = batch.map_err(|source| CompactError::Arrow {
+                let arrow_err = |source| CompactError::Arrow {
                     path: rel.clone(),
                     source,
-                })?;
+                };
+                let batch = batch.map_err(arrow_err)?;
                 // Same columns as the lake's schema, or a clear error naming the file.
                 let batch = arrow::record_batch::RecordBatch::try_new(
                     crate::schema::schema(),
                     batch.columns().to_vec(),
                 )
-                .map_err(|source| CompactError::Arrow {
-                    path: rel.clone(),
-                    source,
-                })?;
+                .map_err(arrow_err)?;
                 report.rows_in += batch.num_rows() as u64;
                 let ids = batch
                     .column_by_name("event_id")
@@ -363,26 +200,16 @@ pub fn compact_partition(
                 let mut keep = BooleanBuilder::with_capacity(batch.num_rows());
                 for i in 0..batch.num_rows() {
                     let id = ids.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
-                    let fresh = match id {
-                        Some(id) => seen.insert(id_hash(id)),
-                        None => true,
-                    };
-                    keep.append_value(fresh);
+                    keep.append_value(id.is_none_or(|id| seen.insert(id_hash(id))));
                 }
-                let batch = arrow::compute::filter_record_batch(&batch, &keep.finish()).map_err(
-                    |source| CompactError::Arrow {
-                        path: rel.clone(),
-                        source,
-                    },
-                )?;
+                let batch = arrow::compute::filter_record_batch(&batch, &keep.finish())
+                    .map_err(arrow_err)?;
                 report.rows_out += batch.num_rows() as u64;
-                report.duplicates_dropped = report.rows_in - report.rows_out;
                 if batch.num_rows() == 0 {
                     continue;
                 }
-                if current.is_none() {
-                    let name = format!("compacted-{run_id}-{:03}.parquet", outputs.len());
-                    let path = staging.join(format!("{name}.tmp"));
+                if writer.is_none() {
+                    let path = staging.join(format!("compact-{run_id}-{}.tmp", outputs.len()));
                     let out = File::create(&path).map_err(|source| CompactError::Io {
                         path: path.display().to_string(),
                         source,
@@ -396,96 +223,101 @@ pub fn compact_partition(
                         path: path.display().to_string(),
                         source,
                     })?;
-                    current = Some((name, path, w));
+                    writer = Some(w);
+                    current = Some(Output {
+                        path,
+                        rows: 0,
+                        time_range: None,
+                    });
                 }
-                if let Some((_, path, w)) = current.as_mut() {
+                if let (Some(out), Some(w)) = (current.as_mut(), writer.as_mut()) {
                     w.write(&batch).map_err(|source| CompactError::Parquet {
-                        path: path.display().to_string(),
+                        path: out.path.display().to_string(),
                         source,
                     })?;
+                    out.rows += batch.num_rows() as u64;
+                    out.time_range = crate::lake::widen_time_range(out.time_range, &batch);
                     if w.bytes_written() as u64 + w.in_progress_size() as u64
                         >= opts.target_file_bytes
                     {
-                        finish_output(current.take(), &mut outputs)?;
+                        finish_output(current.take(), writer.take(), &mut outputs)?;
                     }
                 }
             }
         }
-        finish_output(current.take(), &mut outputs)?;
-        Ok(())
+        finish_output(current.take(), writer.take(), &mut outputs)
     })();
+    report.duplicates_dropped = report.rows_in - report.rows_out;
     if let Err(e) = result {
-        for (_, p) in &outputs {
-            let _ = std::fs::remove_file(p);
-        }
-        if let Some((_, p, _)) = current {
-            let _ = std::fs::remove_file(p);
+        drop(writer);
+        for o in outputs.iter().chain(current.as_ref()) {
+            let _ = std::fs::remove_file(&o.path);
         }
         return Err(e);
     }
-
-    // Swap: pending → upload → committed → delete.
-    let mut replaced: BTreeSet<FileRef> = manifest
-        .committed
-        .as_ref()
-        .map(|c| c.replaced.clone())
-        .unwrap_or_default();
-    replaced.extend(live.iter().cloned());
-    let layer = Layer {
-        outputs: outputs.iter().map(|(f, _)| f.clone()).collect(),
-        replaced,
-        committed_at: 0,
-    };
-    manifest.pending = Some(layer.clone());
-    write_manifest(lake, day, &manifest)?;
+    // Uploaded one by one as they finish (Lambda's /tmp holds one at a time at most).
+    let mut added = Vec::new();
     let mut upload = outputs.into_iter();
-    for (f, path) in upload.by_ref() {
-        report.bytes_out += f.size;
-        report.files_out += 1;
-        if let Err(e) = lake.publish(&path, &format!("{dir}/{}", f.name)) {
-            for (_, p) in upload {
-                let _ = std::fs::remove_file(p);
-            }
+    while let Some(out) = upload.next() {
+        let name = format!("{dir}/{}", part_name(out.rows as i64));
+        let size = std::fs::metadata(&out.path).map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = lake.publish(&out.path, &format!("{TABLE}/{name}")) {
+            let _ = std::fs::remove_file(&out.path);
+            upload.for_each(|o| {
+                let _ = std::fs::remove_file(o.path);
+            });
             return Err(e.into());
         }
+        report.files_out += 1;
+        report.bytes_out += size;
+        added.push(NewFile {
+            path: name,
+            partition: Some(day.to_owned()),
+            size,
+            rows: out.rows,
+            time_range: out.time_range,
+        });
     }
-    manifest.pending = None;
-    manifest.previous = manifest.committed.take();
-    manifest.committed = Some(Layer {
-        committed_at: opts.now,
-        ..layer
-    });
-    write_manifest(lake, day, &manifest)?;
-    let listing = listing_of(lake, &dir)?;
-    report.files_deleted +=
-        delete_replaced(lake, &dir, manifest.committed.as_ref(), &listing, opts)?;
+    let loc = tables.location();
+    report.version = loc
+        .block_on(tables.replace_files(
+            TABLE,
+            PARTITION_COLUMN,
+            files,
+            &added,
+            opts.target_file_bytes as i64,
+        ))
+        .map_err(io_err)??;
+    if report.version.is_none() {
+        // Another compaction of this day won: our outputs are never referenced.
+        report.files_out = 0;
+        report.bytes_out = 0;
+    }
     Ok(report)
 }
 
-/// Closes an output being written (if any) and records it with its size.
+/// An output file being written or finished.
+struct Output {
+    path: std::path::PathBuf,
+    rows: u64,
+    time_range: Option<(i64, i64)>,
+}
+
+/// Closes an output being written (if any) and records it.
 fn finish_output(
-    current: Option<(String, std::path::PathBuf, ArrowWriter<File>)>,
-    outputs: &mut Vec<(FileRef, std::path::PathBuf)>,
+    current: Option<Output>,
+    writer: Option<ArrowWriter<File>>,
+    outputs: &mut Vec<Output>,
 ) -> Result<(), CompactError> {
-    let Some((name, path, w)) = current else {
+    let (Some(out), Some(w)) = (current, writer) else {
         return Ok(());
     };
     w.close().map_err(|source| CompactError::Parquet {
-        path: path.display().to_string(),
+        path: out.path.display().to_string(),
         source,
     })?;
-    let size = file_size(&path)?;
-    outputs.push((FileRef { name, size }, path));
+    outputs.push(out);
     Ok(())
-}
-
-fn file_size(path: &std::path::Path) -> Result<u64, CompactError> {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|source| CompactError::Io {
-            path: path.display().to_string(),
-            source,
-        })
 }
 
 /// 128 bits of an event id: collisions (which would drop a real event) are out of reach.
@@ -496,114 +328,24 @@ fn id_hash(id: &str) -> u128 {
     (u128::from(a) << 64) | u128::from(b)
 }
 
-/// Compacts the partitions whose day is in `days` (all of them when `None`).
-pub fn compact(
-    lake: &dyn LakeStore,
-    days: Option<&[String]>,
-    opts: &CompactOptions,
-) -> Result<Vec<PartitionReport>, CompactError> {
-    let all = partitions(lake)?;
-    let mut out = Vec::new();
-    for day in all {
-        if days.is_some_and(|d| !d.contains(&day)) {
-            continue;
-        }
-        out.push(compact_partition(lake, &day, opts)?);
-    }
-    Ok(out)
+/// What a vacuum did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VacuumReport {
+    /// Files deleted (or, in a dry run, that would be), relative to the lake.
+    pub files: Vec<String>,
+    pub dry_run: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn f(name: &str, size: u64) -> FileRef {
-        FileRef {
-            name: name.into(),
-            size,
-        }
-    }
-
-    fn listing(files: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        files.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
-    }
-
-    fn sorted(h: HashSet<String>) -> Vec<String> {
-        let mut v: Vec<String> = h.into_iter().collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn readers_see_before_or_after_never_both_nor_neither() {
-        let layer = Layer {
-            outputs: vec![f("c.parquet", 100)],
-            replaced: [f("a.parquet", 10), f("b.parquet", 20)].into(),
-            committed_at: 0,
-        };
-        let pending = Manifest {
-            pending: Some(layer.clone()),
-            ..Default::default()
-        };
-        let committed = Manifest {
-            committed: Some(layer.clone()),
-            ..Default::default()
-        };
-        let before = listing(&[("a.parquet", 10), ("b.parquet", 20)]);
-        let during = listing(&[("a.parquet", 10), ("b.parquet", 20), ("c.parquet", 100)]);
-        let partial = listing(&[("a.parquet", 10), ("b.parquet", 20), ("c.parquet", 50)]);
-        let after = listing(&[("c.parquet", 100)]);
-        // Pending, outputs not (fully) uploaded: the originals.
-        assert!(hidden_files(&before, &pending).is_empty());
-        assert_eq!(sorted(hidden_files(&partial, &pending)), ["c.parquet"]);
-        // Outputs all there (pending or committed): the outputs only.
-        assert_eq!(
-            sorted(hidden_files(&during, &pending)),
-            ["a.parquet", "b.parquet"]
-        );
-        assert_eq!(
-            sorted(hidden_files(&during, &committed)),
-            ["a.parquet", "b.parquet"]
-        );
-        assert!(hidden_files(&after, &committed).is_empty());
-        // A listing taken before the upload, with the manifest read after the commit.
-        assert!(hidden_files(&before, &committed).is_empty());
-        // A re-ingested identical file stays hidden; a different one is shown.
-        let reingested = listing(&[("a.parquet", 10), ("c.parquet", 100)]);
-        assert_eq!(sorted(hidden_files(&reingested, &committed)), ["a.parquet"]);
-        let changed = listing(&[("a.parquet", 11), ("c.parquet", 100)]);
-        assert!(hidden_files(&changed, &committed).is_empty());
-    }
-
-    #[test]
-    fn a_second_compaction_falls_back_to_the_first_while_uploading() {
-        let first = Layer {
-            outputs: vec![f("c1.parquet", 100)],
-            replaced: [f("a.parquet", 10)].into(),
-            committed_at: 0,
-        };
-        let second = Layer {
-            outputs: vec![f("c2.parquet", 200)],
-            replaced: [f("a.parquet", 10), f("c1.parquet", 100), f("d.parquet", 5)].into(),
-            committed_at: 0,
-        };
-        let m = Manifest {
-            previous: Some(first),
-            committed: Some(second),
-            pending: None,
-        };
-        // Listed before c2 was uploaded (a kept within the grace period): the first layer.
-        let l = listing(&[("a.parquet", 10), ("c1.parquet", 100), ("d.parquet", 5)]);
-        assert_eq!(sorted(hidden_files(&l, &m)), ["a.parquet"]);
-        let l = listing(&[
-            ("a.parquet", 10),
-            ("c1.parquet", 100),
-            ("c2.parquet", 200),
-            ("d.parquet", 5),
-        ]);
-        assert_eq!(
-            sorted(hidden_files(&l, &m)),
-            ["a.parquet", "c1.parquet", "d.parquet"]
-        );
-    }
+/// Deletes the files of both tables that no version within `retain` references.
+pub fn vacuum(
+    lake: &dyn LakeStore,
+    retain: chrono::Duration,
+    dry_run: bool,
+) -> Result<VacuumReport, CompactError> {
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    let files = loc
+        .block_on(tables.vacuum(retain, dry_run))
+        .map_err(io_err)??;
+    Ok(VacuumReport { files, dry_run })
 }

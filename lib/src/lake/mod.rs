@@ -1,18 +1,24 @@
-//! The Parquet lake: layout, file naming, and atomic publication.
+//! The lake: two Delta Lake tables, rejected records, and where files are written.
 //!
 //! ```text
-//! <lake>/kms_events/event_date=YYYY-MM-DD/<object-stem>-<hash>.parquet   events (Hive partitions)
-//! <lake>/rejects/<object-stem>-<hash>.json                                what could not be used, and why
-//! <lake>/.staging/                                                        files being written
+//! <lake>/kms_events/_delta_log/                             the events table's log
+//! <lake>/kms_events/event_date=YYYY-MM-DD/part-*.parquet    its data files
+//! <lake>/objects/_delta_log/, object_date=YYYY-MM-DD/       one row per ingested source object
+//! <lake>/rejects/<object-stem>-<hash>.json                  what could not be used, and why
+//! <lake>/.staging/                                          files being written
 //! ```
 //!
-//! A file's name derives from the object it came from, so ingesting the same object again
-//! replaces its files instead of adding rows. For CloudTrail objects the name derives from
-//! the key from `AWSLogs/` on, so a local copy and the S3 original map to the same files.
-//! Files are written under `.staging/` and published by rename (or upload), so a reader
-//! never sees a half-written file.
+//! Data files are written under `.staging/`, published whole by rename (or upload) and
+//! then committed to the table's log ([`table`]): a reader sees a file only once a commit
+//! names it. A rejects file's name derives from its object (for CloudTrail objects from
+//! the key from `AWSLogs/` on, so a local copy and the S3 original map to the same file).
 
+#[cfg(feature = "query")]
 pub mod compact;
+#[cfg(feature = "query")]
+pub mod convert;
+#[cfg(feature = "query")]
+pub mod table;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -26,8 +32,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
 use crate::ingest::object_name::ObjectName;
-use crate::schema::{PARTITION_COLUMN, TABLE};
-use crate::time::format_day;
+use crate::schema::TABLE;
 
 /// Errors writing to the lake.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,9 @@ pub trait LakeStore: Send + Sync + std::fmt::Debug {
     fn fetch(&self, rel: &str, local: &Path) -> Result<(), LakeError>;
     /// Deletes a file; deleting a file that does not exist is not an error.
     fn delete(&self, rel: &str) -> Result<(), LakeError>;
+    /// Where the lake's Delta tables are ([`table`]).
+    #[cfg(feature = "query")]
+    fn location(&self) -> Result<table::Location, table::TableError>;
 }
 
 /// A file in the lake.
@@ -191,6 +199,11 @@ impl LakeStore for LocalLake {
             .map_err(|e| LakeError::io("copying", &path, e))
     }
 
+    #[cfg(feature = "query")]
+    fn location(&self) -> Result<table::Location, table::TableError> {
+        table::Location::local(&self.root)
+    }
+
     fn delete(&self, rel: &str) -> Result<(), LakeError> {
         let path = self.root.join(rel);
         match fs::remove_file(&path) {
@@ -240,14 +253,6 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-/// The lake path of an object's events for one day.
-pub(crate) fn events_file_rel(stem: &str, day: i32) -> String {
-    format!(
-        "{TABLE}/{PARTITION_COLUMN}={}/{stem}.parquet",
-        format_day(i64::from(day))
-    )
 }
 
 /// Parquet settings of the files ingest writes, one per source object and day: zstd
@@ -395,53 +400,78 @@ pub(crate) const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// Day files of one object that may hold an open row group at once.
 pub(crate) const MAX_BUFFERING_DAY_FILES: usize = 4;
 
-/// A file being written for one (object, day).
+/// A file being written for one day.
 struct DayFile {
     day: i32,
     staged: PathBuf,
     writer: ArrowWriter<File>,
     rows: usize,
-    /// `ObjectWriter::writes` at this file's last write (for least-recently-written).
+    /// Least and greatest `event_time` written (microseconds).
+    time_range: Option<(i64, i64)>,
+    /// `DayWriters::writes` at this file's last write (for least-recently-written).
     last_write: u64,
 }
 
-/// Writes one object's batches, split by event day, to staged files; [`ObjectWriter::commit`]
-/// publishes them all, [`Drop`] without commit discards them.
-pub(crate) struct ObjectWriter<'l> {
+/// Writes batches, split by event day, to staged files: one per day, whatever the number
+/// of objects whose rows go in (an ingest worker writes all its objects of a commit through
+/// one). [`DayWriters::finish`] closes them; [`Drop`] without it discards them.
+pub(crate) struct DayWriters<'l> {
     lake: &'l dyn LakeStore,
-    stem: String,
+    name: String,
     files: Vec<DayFile>,
     writes: u64,
 }
 
-impl std::fmt::Debug for ObjectWriter<'_> {
+impl std::fmt::Debug for DayWriters<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectWriter")
-            .field("stem", &self.stem)
+        f.debug_struct("DayWriters")
+            .field("name", &self.name)
             .field("files", &self.files.len())
             .finish()
     }
 }
 
-/// What an object's commit published.
-#[derive(Debug, Clone, Default)]
-pub struct Published {
-    /// `(lake-relative path, rows)` per file.
-    pub files: Vec<(String, usize)>,
+/// A finished file in the staging directory, waiting to be published and committed.
+#[derive(Debug)]
+pub struct StagedFile {
+    /// The event day of its rows (days since the epoch).
+    pub day: i32,
+    pub path: PathBuf,
+    pub rows: usize,
+    /// Least and greatest `event_time` of its rows (microseconds): the commit's statistics.
+    pub time_range: Option<(i64, i64)>,
 }
 
-impl<'l> ObjectWriter<'l> {
-    pub fn new(lake: &'l dyn LakeStore, source_uri: &str) -> Self {
-        ObjectWriter {
+/// The least and greatest `event_time` of a batch of the lake's schema, widened by `range`.
+pub fn widen_time_range(range: Option<(i64, i64)>, batch: &RecordBatch) -> Option<(i64, i64)> {
+    use arrow::array::TimestampMicrosecondArray;
+    let col = batch
+        .column_by_name("event_time")?
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()?;
+    let (lo, hi) = (arrow::compute::min(col), arrow::compute::max(col));
+    match (range, lo, hi) {
+        (Some((a, b)), Some(lo), Some(hi)) => Some((a.min(lo), b.max(hi))),
+        (None, Some(lo), Some(hi)) => Some((lo, hi)),
+        (r, _, _) => r,
+    }
+}
+
+impl StagedFile {
+    /// Deletes the staged file (after a failure).
+    pub fn discard(self) {
+        let _ = fs::remove_file(self.path);
+    }
+}
+
+impl<'l> DayWriters<'l> {
+    pub fn new(lake: &'l dyn LakeStore, name: &str) -> Self {
+        DayWriters {
             lake,
-            stem: object_file_stem(source_uri),
+            name: name.to_owned(),
             files: Vec::new(),
             writes: 0,
         }
-    }
-
-    pub fn stem(&self) -> &str {
-        &self.stem
     }
 
     /// Writes a batch whose rows fall on the given days (one entry per row).
@@ -460,7 +490,7 @@ impl<'l> ObjectWriter<'l> {
             let mask: arrow::array::BooleanArray = days.iter().map(|&d| Some(d == day)).collect();
             let part = arrow::compute::filter_record_batch(batch, &mask).map_err(|e| {
                 LakeError::Parquet {
-                    path: self.stem.clone(),
+                    path: self.name.clone(),
                     source: e.into(),
                 }
             })?;
@@ -473,7 +503,7 @@ impl<'l> ObjectWriter<'l> {
         let idx = match self.files.iter().position(|f| f.day == day) {
             Some(i) => i,
             None => {
-                let staged = staging_path(self.lake, &format!("{}.{day}", self.stem));
+                let staged = staging_path(self.lake, &format!("{}.{day}", self.name));
                 let file =
                     File::create(&staged).map_err(|e| LakeError::io("creating", &staged, e))?;
                 // Batches have the lake schema (the builder's), which the options name.
@@ -491,6 +521,7 @@ impl<'l> ObjectWriter<'l> {
                     staged,
                     writer,
                     rows: 0,
+                    time_range: None,
                     last_write: 0,
                 });
                 self.files.len() - 1
@@ -502,16 +533,17 @@ impl<'l> ObjectWriter<'l> {
             source,
         })?;
         f.rows += batch.num_rows();
+        f.time_range = widen_time_range(f.time_range, batch);
         self.writes += 1;
         f.last_write = self.writes;
         self.enforce_memory_budget()
     }
 
-    /// Bounds what this object's day files buffer: an object spanning many days (an export,
-    /// a backfill) would otherwise hold one open row group per day, each with 56 column
-    /// encoders. At most [`MAX_BUFFERING_DAY_FILES`] files keep a row group open (the least
-    /// recently written is flushed), and their buffers stay under
-    /// [`WRITER_MEMORY_BUDGET`] (the largest is flushed first).
+    /// Bounds what the day files buffer: rows spanning many days (an export, a backfill)
+    /// would otherwise hold one open row group per day, each with 56 column encoders. At
+    /// most [`MAX_BUFFERING_DAY_FILES`] files keep a row group open (the least recently
+    /// written is flushed), and their buffers stay under [`WRITER_MEMORY_BUDGET`] (the
+    /// largest is flushed first).
     fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
         loop {
             let buffering: Vec<usize> = (0..self.files.len())
@@ -556,16 +588,20 @@ impl<'l> ObjectWriter<'l> {
         })
     }
 
-    /// Finishes every file and publishes them.
-    pub fn commit(mut self) -> Result<Published, LakeError> {
-        let mut published = Published::default();
+    /// Finishes every file. On failure none is kept.
+    pub fn finish(mut self) -> Result<Vec<StagedFile>, LakeError> {
         let files = std::mem::take(&mut self.files);
         let mut finished = Vec::with_capacity(files.len());
         let mut failure = None;
         for f in files {
             let path = f.staged.display().to_string();
             match f.writer.close() {
-                Ok(_) => finished.push((f.day, f.staged, f.rows)),
+                Ok(_) => finished.push(StagedFile {
+                    day: f.day,
+                    path: f.staged,
+                    rows: f.rows,
+                    time_range: f.time_range,
+                }),
                 Err(source) => {
                     let _ = fs::remove_file(&f.staged);
                     failure.get_or_insert(LakeError::Parquet { path, source });
@@ -573,28 +609,14 @@ impl<'l> ObjectWriter<'l> {
             }
         }
         if let Some(err) = failure {
-            for (_, staged, _) in finished {
-                let _ = fs::remove_file(staged);
-            }
+            finished.into_iter().for_each(StagedFile::discard);
             return Err(err);
         }
-        let mut rest = finished.into_iter();
-        while let Some((day, staged, rows)) = rest.next() {
-            let rel = events_file_rel(&self.stem, day);
-            if let Err(e) = self.lake.publish(&staged, &rel) {
-                let _ = fs::remove_file(&staged);
-                for (_, s, _) in rest {
-                    let _ = fs::remove_file(s);
-                }
-                return Err(e);
-            }
-            published.files.push((rel, rows));
-        }
-        Ok(published)
+        Ok(finished)
     }
 }
 
-impl Drop for ObjectWriter<'_> {
+impl Drop for DayWriters<'_> {
     fn drop(&mut self) {
         for f in self.files.drain(..) {
             drop(f.writer);
@@ -637,14 +659,6 @@ mod tests {
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
-    #[test]
-    fn day_paths_are_hive_partitions() {
-        assert_eq!(
-            events_file_rel("s", 20_393),
-            "kms_events/event_date=2025-11-01/s.parquet"
-        );
-    }
-
     /// What third-party readers of an ingest file see: exactly the lake's column types from
     /// the Parquet schema alone (no embedded Arrow schema), zstd only on the chosen columns.
     #[test]
@@ -664,10 +678,10 @@ mod tests {
         });
         let days = b.days().to_vec();
         let batch = b.finish().expect("batch");
-        let mut w = ObjectWriter::new(&lake, "/logs/x.json");
+        let mut w = DayWriters::new(&lake, "x");
         w.write(&batch, &days).expect("write");
-        let published = w.commit().expect("commit");
-        let path = dir.path().join(&published.files[0].0);
+        let staged = w.finish().expect("finish");
+        let path = staged[0].path.clone();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
             .expect("read");
         let meta = reader.metadata().file_metadata();

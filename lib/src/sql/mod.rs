@@ -1,10 +1,10 @@
 //! SQL over the lake with Apache DataFusion.
 //!
-//! [`open_local`] registers `kms_events` as a listing table over
-//! `<lake>/kms_events/event_date=*/` with `event_date` (a `DATE`) as the partition column,
-//! so `WHERE event_date >= DATE '2026-11-01'` only opens the files of those days. The table
-//! schema is fixed ([`crate::schema::schema`]), so queries on an empty lake return no rows
-//! rather than failing.
+//! [`open`] registers `kms_events` over the files of one version of the Delta table, with
+//! `event_date` (a `DATE`) as the partition column, so `WHERE event_date >= DATE
+//! '2026-11-01'` only opens the files of those days; `objects` likewise. The table schema
+//! is fixed ([`crate::schema::schema`]), so queries on an empty lake return no rows rather
+//! than failing.
 
 pub mod policy;
 mod udf;
@@ -22,6 +22,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::lake::table::{AsOf, Location, OBJECTS_PARTITION, OBJECTS_TABLE, TableError, Tables};
 use crate::schema::{PARTITION_COLUMN, TABLE, schema};
 
 /// Errors of the query layer.
@@ -35,6 +36,14 @@ pub enum QueryError {
     Io(#[from] std::io::Error),
     #[error("lake {lake}: {reason}")]
     Lake { lake: String, reason: String },
+    #[error(transparent)]
+    Table(Box<TableError>),
+}
+
+impl From<TableError> for QueryError {
+    fn from(e: TableError) -> Self {
+        QueryError::Table(Box::new(e))
+    }
 }
 
 /// A DataFusion session with kms-audit's defaults (UTC, identifiers as written).
@@ -58,8 +67,10 @@ pub(crate) fn listing_options() -> ListingOptions {
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_owned(), DataType::Date32)])
 }
 
-/// Registers `kms_events` for the lake at `url` (a directory URL such as `file:///x/lake/`
-/// or an object-store URL whose store is registered on `ctx`).
+/// Registers `kms_events` (and `objects`) for the lake at `lake_url` (a directory URL
+/// such as `file:///x/lake/` or an object-store URL whose store is registered on `ctx`),
+/// and the views over them. Which files the tables hold is up to the store: see
+/// [`SnapshotStore`].
 pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<(), QueryError> {
     let base = lake_url.trim_end_matches('/');
     let table_url = ListingTableUrl::parse(format!("{base}/{TABLE}/"))?;
@@ -68,6 +79,24 @@ pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<()
         .with_schema(schema());
     let table = ListingTable::try_new(config)?;
     ctx.register_table(TABLE, Arc::new(table))?;
+    let objects_url = ListingTableUrl::parse(format!("{base}/{OBJECTS_TABLE}/"))?;
+    let objects_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(OBJECTS_PARTITION.to_owned(), DataType::Date32)]);
+    let objects_schema = {
+        let all = crate::lake::table::objects_schema();
+        let fields: Vec<_> = all
+            .fields()
+            .iter()
+            .filter(|f| f.name() != OBJECTS_PARTITION)
+            .cloned()
+            .collect();
+        Arc::new(arrow::datatypes::Schema::new(fields))
+    };
+    let config = ListingTableConfig::new(objects_url)
+        .with_listing_options(objects_options)
+        .with_schema(objects_schema);
+    ctx.register_table(OBJECTS_TABLE, Arc::new(ListingTable::try_new(config)?))?;
     for (name, sql) in VIEWS {
         // Planning against the in-memory catalog awaits nothing: safe to block on here.
         let plan = futures::executor::block_on(ctx.state().create_logical_plan(sql))?;
@@ -108,98 +137,100 @@ pub const VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
-/// A session over a local lake directory (created if missing, so an empty lake works).
-pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
-    use datafusion::execution::object_store::ObjectStoreUrl;
-    let events = root.join(TABLE);
-    std::fs::create_dir_all(&events)?;
-    let abs = std::fs::canonicalize(root)?;
+/// A session over the lake at one version of its tables: `kms_events` and `objects` hold
+/// exactly the files of that version, and the view `lake_version` says which it is
+/// (`SELECT version FROM lake_version`). Creates the tables of an empty lake; a lake in
+/// the layout before Delta Lake is an error that says how to convert it.
+pub async fn open(loc: &Location, as_of: &AsOf) -> Result<SessionContext, QueryError> {
+    let tables = Tables::new(loc.clone());
+    tables.ensure().await?;
+    let events = tables.snapshot(TABLE, as_of).await?;
+    let objects = tables.snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
+    let mut live = std::collections::HashSet::new();
+    for (name, snap) in [(TABLE, &events), (OBJECTS_TABLE, &objects)] {
+        for f in &snap.files {
+            live.insert(loc.path(&format!("{name}/{}", f.path)).to_string());
+        }
+    }
+    let tables_prefixes = [TABLE, OBJECTS_TABLE]
+        .iter()
+        .map(|t| format!("{}/", loc.path(t)))
+        .collect();
     let ctx = new_context();
-    let local = Arc::new(datafusion::object_store::local::LocalFileSystem::new());
-    ctx.register_object_store(
-        ObjectStoreUrl::local_filesystem().as_ref(),
-        Arc::new(CompactionAwareStore::new(local)),
+    let store = SnapshotStore {
+        inner: loc.store().clone(),
+        live: Arc::new(live),
+        tables: tables_prefixes,
+    };
+    let store_url = url::Url::parse(&loc.store_url()).map_err(|e| QueryError::Lake {
+        lake: loc.url().to_string(),
+        reason: e.to_string(),
+    })?;
+    ctx.register_object_store(&store_url, Arc::new(store));
+    register_events(&ctx, loc.url().as_str())?;
+    let version = format!(
+        "SELECT CAST({} AS BIGINT) AS version, to_timestamp_millis({}) AS committed_at",
+        events.version,
+        events
+            .timestamp_ms
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "NULL".into())
     );
-    register_events(&ctx, &abs.display().to_string())?;
+    let plan = ctx.state().create_logical_plan(&version).await?;
+    ctx.register_table(
+        "lake_version",
+        Arc::new(datafusion::datasource::ViewTable::new(plan, Some(version))),
+    )?;
     Ok(ctx)
 }
 
-/// An object store that applies the compaction manifests ([`crate::lake::compact`]) to every
-/// listing: files a compaction replaced, and outputs of a compaction still uploading, are
-/// left out, so a query sees each partition before or after a compaction, never both.
+/// [`open`] at the latest version, for a local lake directory (created if missing, so an
+/// empty lake works). Callable from sync code, inside a runtime or not.
+pub fn open_local(root: &Path) -> Result<SessionContext, QueryError> {
+    open_local_as_of(root, &AsOf::Latest)
+}
+
+/// [`open_local`] at an earlier version.
+pub fn open_local_as_of(root: &Path, as_of: &AsOf) -> Result<SessionContext, QueryError> {
+    let loc = Location::local(root)?;
+    loc.block_on(open(&loc, as_of))?
+}
+
+/// An object store whose listings under the tables' directories hold only the files of
+/// one table version (the rest of the lake is listed as it is), so DataFusion's listing
+/// tables read a Delta snapshot: files of newer commits, files replaced by a compaction,
+/// and the log's own checkpoints are left out.
 #[derive(Debug)]
-pub(crate) struct CompactionAwareStore {
+pub(crate) struct SnapshotStore {
     inner: Arc<dyn ObjectStore>,
+    /// Store paths of the version's files.
+    live: Arc<std::collections::HashSet<String>>,
+    /// Store path prefixes (ending in `/`) of the tables.
+    tables: Vec<String>,
 }
 
 use datafusion::object_store::{
     self as os, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    path::Path as StorePath,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, path::Path as StorePath,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-impl CompactionAwareStore {
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        CompactionAwareStore { inner }
-    }
-
-    /// Drops the hidden files of every partition directory in `metas` that has a manifest.
-    async fn filter(
-        inner: &Arc<dyn ObjectStore>,
-        metas: Vec<ObjectMeta>,
-    ) -> os::Result<Vec<ObjectMeta>> {
-        use std::collections::{BTreeMap, HashSet};
-        let mut dirs: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for m in &metas {
-            let (dir, name) = split_location(&m.location);
-            dirs.entry(dir).or_default().insert(name, m.size);
-        }
-        let mut hidden: HashSet<String> = HashSet::new();
-        for (dir, listing) in &dirs {
-            if !listing.contains_key(crate::lake::compact::MANIFEST) {
-                continue;
-            }
-            let path = StorePath::parse(format!("{dir}/{}", crate::lake::compact::MANIFEST))?;
-            // Listed a moment ago, and manifests are never deleted: an error here fails the
-            // query rather than guessing.
-            let bytes = inner.get(&path).await?.bytes().await?;
-            let manifest: crate::lake::compact::Manifest =
-                serde_json::from_slice(&bytes).map_err(|source| os::Error::Generic {
-                    store: "kms-audit lake",
-                    source: Box::new(crate::lake::compact::CompactError::Manifest {
-                        path: path.to_string(),
-                        source,
-                    }),
-                })?;
-            for name in crate::lake::compact::hidden_files(listing, &manifest) {
-                hidden.insert(format!("{dir}/{name}"));
-            }
-        }
-        Ok(metas
-            .into_iter()
-            .filter(|m| !hidden.contains(m.location.as_ref()))
-            .collect())
+impl SnapshotStore {
+    fn keep(&self, m: &ObjectMeta) -> bool {
+        let p = m.location.as_ref();
+        !self.tables.iter().any(|t| p.starts_with(t.as_str())) || self.live.contains(p)
     }
 }
 
-fn split_location(p: &StorePath) -> (String, String) {
-    let s = p.as_ref();
-    match s.rsplit_once('/') {
-        Some((d, n)) => (d.to_owned(), n.to_owned()),
-        None => (String::new(), s.to_owned()),
-    }
-}
-
-impl std::fmt::Display for CompactionAwareStore {
+impl std::fmt::Display for SnapshotStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CompactionAware({})", self.inner)
+        write!(f, "Snapshot({})", self.inner)
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for CompactionAwareStore {
+impl ObjectStore for SnapshotStore {
     async fn put_opts(
         &self,
         location: &StorePath,
@@ -229,26 +260,26 @@ impl ObjectStore for CompactionAwareStore {
     }
 
     fn list(&self, prefix: Option<&StorePath>) -> BoxStream<'static, os::Result<ObjectMeta>> {
-        let inner = self.inner.clone();
-        let listing = self.inner.list(prefix);
-        futures::stream::once(async move {
-            let metas: Vec<ObjectMeta> = listing
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<os::Result<_>>()?;
-            CompactionAwareStore::filter(&inner, metas).await
-        })
-        .flat_map(|r: os::Result<Vec<ObjectMeta>>| match r {
-            Ok(v) => futures::stream::iter(v.into_iter().map(Ok).collect::<Vec<_>>()),
-            Err(e) => futures::stream::iter(vec![Err(e)]),
-        })
-        .boxed()
+        let live = self.live.clone();
+        let tables = self.tables.clone();
+        self.inner
+            .list(prefix)
+            .filter(move |r| {
+                let keep = match r {
+                    Ok(m) => {
+                        let p = m.location.as_ref();
+                        !tables.iter().any(|t| p.starts_with(t.as_str())) || live.contains(p)
+                    }
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> os::Result<ListResult> {
         let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects = CompactionAwareStore::filter(&self.inner, r.objects).await?;
+        r.objects.retain(|m| self.keep(m));
         Ok(r)
     }
 
@@ -265,21 +296,19 @@ impl ObjectStore for CompactionAwareStore {
 /// A session over a lake in S3 (`s3://bucket/prefix`), read through an object store
 /// configured like the SDK clients (credentials chain, region, endpoint).
 #[cfg(feature = "aws")]
-pub fn open_s3(aws: &crate::s3::Aws, uri: &crate::s3::S3Uri) -> Result<SessionContext, QueryError> {
-    use datafusion::execution::object_store::ObjectStoreUrl;
-    let ctx = new_context();
+pub async fn open_s3(
+    aws: &crate::s3::Aws,
+    uri: &crate::s3::S3Uri,
+    as_of: &AsOf,
+) -> Result<SessionContext, QueryError> {
     let store = crate::s3::object_store(aws, &uri.bucket).map_err(DataFusionError::from)?;
-    let store = Arc::new(CompactionAwareStore::new(store));
-    let url = ObjectStoreUrl::parse(format!("s3://{}", uri.bucket))?;
-    ctx.register_object_store(url.as_ref(), store);
-    let prefix = uri.key.trim_matches('/');
-    let location = if prefix.is_empty() {
-        format!("s3://{}", uri.bucket)
-    } else {
-        format!("s3://{}/{prefix}", uri.bucket)
-    };
-    register_events(&ctx, &location)?;
-    Ok(ctx)
+    let loc = Location::s3(
+        store,
+        &uri.bucket,
+        &uri.key,
+        tokio::runtime::Handle::current(),
+    )?;
+    open(&loc, as_of).await
 }
 
 /// Runs one SQL statement and collects its result.
