@@ -1,5 +1,5 @@
-//! Ingest benchmark (not a test): `cargo bench -p kms-audit --no-default-features --bench ingest`
-//! (or `scripts/bench`).
+//! Ingest benchmark (not a test): `cargo bench -p kms-audit --bench ingest` (or
+//! `scripts/bench`).
 //!
 //! On a generated CloudTrail corpus (default 600 MB of raw JSON, gzipped like CloudTrail) it
 //! reports, on ONE core:
@@ -10,7 +10,8 @@
 //! * end to end (gunzip → records → Parquet files in a lake), MB/s and records/s, and its
 //!   time relative to decompression only;
 //!
-//! then end to end on all cores, and the peak RSS and CPU time while ingesting one ~1 GB
+//! then end to end on all cores (files per day and bytes per event as written, and after
+//! compaction), and the peak RSS and CPU time while ingesting one ~1 GB
 //! (raw) object. `gzip -dc` on the same files is timed too when `gzip` is installed. Each
 //! timed phase runs several rounds and the fastest is reported.
 //!
@@ -18,7 +19,8 @@
 //! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached),
 //! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`),
 //! `KMS_AUDIT_BENCH_ROUNDS` (default 3), `KMS_AUDIT_BENCH_ONLY` (`parse`, `e2e` or `large`:
-//! that phase alone, for profiling), `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
+//! that phase alone, for profiling; `open`: the table's open time after
+//! `KMS_AUDIT_BENCH_COMMITS` commits, default 10,000), `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
 //! object only, so an instruction-level profile of a fraction of the corpus still sees
 //! objects of the real size).
 
@@ -35,6 +37,8 @@ use kms_audit::ingest::{
     BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object, local_sources,
 };
 use kms_audit::lake::LocalLake;
+use kms_audit::lake::compact::{CompactOptions, compact};
+use kms_audit::lake::table::{AsOf, Tables};
 use kms_audit_generate::{GenConfig, generate_tree, write_large_object};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -384,6 +388,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("large") {
         return large_object(&dir, large_mb.max(1));
     }
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("open") {
+        return open_after_commits(&lakes_dir(&dir), env_u64("KMS_AUDIT_BENCH_COMMITS", 10_000));
+    }
     let files = corpus(&dir.join("corpus"), target_mb)?;
     let lakes = lakes_dir(&dir);
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e") {
@@ -486,13 +493,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let run = run?;
     assert_eq!(run.objects_failed, 0);
     assert_eq!(run.counts.kms_events, kms);
-    let parquet_bytes: u64 = walkdir::WalkDir::new(lake_dir_n.join("kms_events"))
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
+    let parquet_bytes: u64 = data_files(&lake_dir_n).iter().map(|(_, size)| size).sum();
+    let per_day = files_per_day(&data_files(&lake_dir_n));
+    let reports = compact(&lake_n, None, &CompactOptions::default())?;
+    let compacted = data_files_live(&lake_n)?;
 
     let threads = rayon::current_num_threads();
     println!("## kms-audit ingest benchmark");
@@ -554,6 +558,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
 
+    println!();
+    println!(
+        "lake as written ({threads} threads, {} commit(s)): {} data files, at most {} per day over {} days; {:.0} bytes per KMS event",
+        run.versions.len(),
+        per_day.values().sum::<usize>(),
+        per_day.values().max().copied().unwrap_or(0),
+        per_day.len(),
+        parquet_bytes as f64 / kms.max(1) as f64
+    );
+    println!(
+        "after `compact` ({} day(s) rewritten): {} files, {:.0} bytes per KMS event",
+        reports.iter().filter(|r| r.version.is_some()).count(),
+        compacted.0,
+        compacted.1 as f64 / kms.max(1) as f64
+    );
+
     // 5. One large object: memory must stay flat. Measured in a fresh process of this
     //    benchmark, so the phases above do not count in its peak.
     if large_mb > 0 {
@@ -568,5 +588,88 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             return Err("the large-object run failed".into());
         }
     }
+    Ok(())
+}
+
+/// Data files (not the log) of a lake's `kms_events`, with sizes.
+fn data_files(lake: &Path) -> Vec<(PathBuf, u64)> {
+    walkdir::WalkDir::new(lake.join("kms_events"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path().extension().is_some_and(|x| x == "parquet")
+                && !e.path().to_string_lossy().contains("_delta_log")
+        })
+        .filter_map(|e| Some((e.path().to_path_buf(), e.metadata().ok()?.len())))
+        .collect()
+}
+
+fn files_per_day(files: &[(PathBuf, u64)]) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for (p, _) in files {
+        let day = p
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        *m.entry(day).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Files and bytes of the table's current version.
+fn data_files_live(lake: &LocalLake) -> Result<(usize, u64), Box<dyn std::error::Error>> {
+    use kms_audit::lake::LakeStore;
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    let snap = loc.block_on(tables.snapshot("kms_events", &AsOf::Latest))??;
+    Ok((snap.files.len(), snap.files.iter().map(|f| f.size).sum()))
+}
+
+/// How long opening the table takes after `n` commits (one file each), with the
+/// checkpoints commits write every 100 versions; and what a commit costs early and late.
+fn open_after_commits(lakes: &Path, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    use kms_audit::lake::LakeStore;
+    use kms_audit::lake::table::NewFile;
+    let dir = lakes.join("lake-open");
+    let _ = fs::remove_dir_all(&dir);
+    let lake = LocalLake::open(&dir)?;
+    let loc = lake.location()?;
+    let tables = Tables::new(loc.clone());
+    loc.block_on(tables.ensure())??;
+    let mut first = 0.0;
+    let mut last = 0.0;
+    let started = Instant::now();
+    for i in 0..n {
+        let file = NewFile {
+            path: format!("event_date=2026-01-01/part-{i}.parquet"),
+            partition: Some("2026-01-01".into()),
+            size: 1,
+            rows: 1,
+            time_range: None,
+        };
+        let t = Instant::now();
+        loc.block_on(tables.append_events(std::slice::from_ref(&file), &[]))??;
+        let s = t.elapsed().as_secs_f64();
+        if i < 100 {
+            first += s;
+        }
+        if i + 100 >= n {
+            last += s;
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let snap = loc.block_on(tables.snapshot("kms_events", &AsOf::Latest))??;
+    let open = t.elapsed().as_secs_f64();
+    println!(
+        "{n} commits in {total:.1}s (first 100: {:.1} ms each, last 100: {:.1} ms each); opening version {} with {} files: {:.0} ms",
+        first * 10.0,
+        last * 10.0,
+        snap.version,
+        snap.files.len(),
+        open * 1000.0
+    );
     Ok(())
 }

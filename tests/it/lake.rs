@@ -593,3 +593,62 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
     assert_eq!(again.counts.records, 0, "both writers' objects recorded");
     let _ = lake.uri();
 }
+
+#[test]
+fn an_object_over_a_limit_fails_alone_and_a_deadline_leaves_the_rest_retryable() {
+    use kms_audit::ingest::{Limits, ObjectErrorKind};
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = tree(&dir.path().join("trail"), 2, 71);
+    // An array of 50,000 junk values: a gzip of a few KB.
+    let junk = dir.path().join("trail/junk.json.gz");
+    let body = format!("[{}1]", "1,".repeat(50_000));
+    std::fs::write(&junk, crate::gz(body.as_bytes())).expect("write");
+    let root = dir.path().join("lake");
+    let lake = LocalLake::open(&root).expect("lake");
+    let objs = objects(&dir.path().join("trail"));
+    let opts = IngestOptions {
+        limits: Limits {
+            rejects: 1_000,
+            ..Limits::default()
+        },
+        ..IngestOptions::default()
+    };
+    let run = ingest_with(&objs, &lake, &opts, &|_| {}).expect("ingest");
+    assert_eq!(run.failures.len(), 1, "{:?}", run.failures);
+    let f = &run.failures[0];
+    assert!(f.object.ends_with("junk.json.gz"));
+    assert!(
+        matches!(f.kind, ObjectErrorKind::Limit(_)) && !f.retryable(),
+        "{f}"
+    );
+    assert!(
+        f.to_string().contains("more than 1000 rejected records"),
+        "{f}"
+    );
+    assert_eq!(run.counts.kms_events, m.kms_records, "the others are in");
+    // Nothing of the junk is kept: no rejects file for it.
+    let rejects: Vec<_> = walkdir::WalkDir::new(root.join("rejects"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .collect();
+    assert!(rejects.is_empty(), "{rejects:?}");
+
+    // A deadline already passed: nothing is read or committed, and every object can be
+    // retried.
+    let more = tree(&dir.path().join("more"), 2, 72);
+    let late = IngestOptions {
+        deadline: Some(std::time::Instant::now()),
+        ..IngestOptions::default()
+    };
+    let run =
+        ingest_with(&objects(&dir.path().join("more")), &lake, &late, &|_| {}).expect("ingest");
+    assert_eq!(run.failures.len(), more.log_files.len());
+    assert!(
+        run.failures
+            .iter()
+            .all(|f| matches!(f.kind, ObjectErrorKind::Deadline) && f.retryable())
+    );
+    assert!(run.versions.is_empty());
+    assert_eq!(local_event_ids(&root).len() as u64, m.kms_records);
+}

@@ -92,8 +92,19 @@ fn sqs(messages: &[(&str, String)]) -> Value {
 }
 
 fn invoke(env: &S3Env, handler: &Handler, payload: Value) -> Result<Value, String> {
+    invoke_with_deadline(env, handler, payload, 0)
+}
+
+/// `deadline_ms`: the invocation's deadline, milliseconds since the epoch (0: none).
+fn invoke_with_deadline(
+    env: &S3Env,
+    handler: &Handler,
+    payload: Value,
+    deadline_ms: u64,
+) -> Result<Value, String> {
     let mut ctx = Context::default();
     ctx.request_id = "test-request".into();
+    ctx.deadline = deadline_ms;
     let _guard = env.rt.enter();
     let event: IngestEvent = serde_json::from_value(payload).map_err(|e| e.to_string())?;
     env.rt
@@ -239,4 +250,34 @@ fn eventbridge_events_invoke_directly_and_failures_fail_the_invocation() {
     );
     assert_eq!(other.expect("ignored")["objects"], 0);
     assert!(invoke(&env, &handler, json!({"hello": "world"})).is_err());
+}
+
+#[test]
+fn near_its_deadline_the_function_reads_nothing_more_and_sqs_retries_the_rest() {
+    let Some(env) = S3Env::connect() else { return };
+    let (trail, lake, handler) = setup(&env);
+    let a = format!("{PREFIX}111122223333_CloudTrail_us-east-1_20261101T1000Z_da.json.gz");
+    let b = format!("{PREFIX}111122223333_CloudTrail_us-east-1_20261101T1005Z_db.json.gz");
+    env.put(&trail, &a, object(&["d1"]));
+    env.put(&trail, &b, object(&["d2"]));
+    let batch = sqs(&[
+        (
+            "m-a",
+            json!({"Records": [s3_record(&trail, &a)]}).to_string(),
+        ),
+        (
+            "m-b",
+            json!({"Records": [s3_record(&trail, &b)]}).to_string(),
+        ),
+    ]);
+    // 20 s left: inside the margin kept for committing and answering.
+    let now_ms = (kms_audit::time::now_micros() / 1000) as u64;
+    let answer =
+        invoke_with_deadline(&env, &handler, batch.clone(), now_ms + 20_000).expect("answered");
+    assert_eq!(failures(&answer), ["m-a", "m-b"]);
+    assert!(env.event_ids(&lake).is_empty());
+    // The redelivery, with time to spare, ingests both.
+    let answer = invoke_with_deadline(&env, &handler, batch, now_ms + 300_000).expect("answered");
+    assert!(failures(&answer).is_empty());
+    assert_eq!(env.event_ids(&lake), ["d1", "d2"]);
 }

@@ -107,6 +107,7 @@ pub fn run(args: Args) -> Result<i32> {
         commit_objects: args.commit_objects.max(1),
         commit_bytes: args.commit_mb.max(1) << 20,
         reingest: args.reingest,
+        ..IngestOptions::default()
     };
     let mut run = pool
         .install(|| ingest_with(&objects, lake.store.as_ref(), &opts, &progress))

@@ -96,6 +96,7 @@ impl Handler {
     pub async fn handle(&self, event: LambdaEvent<IngestEvent>) -> Result<Value, HandlerError> {
         let started = Instant::now();
         let request_id = event.context.request_id.clone();
+        let deadline = stop_taking_objects(event.context.deadline);
         let (answer, stats) = match event.payload {
             IngestEvent::Compact(req) => return self.compact(req.days(), req.vacuum_days).await,
             IngestEvent::Unrecognised(v) => {
@@ -127,7 +128,7 @@ impl Handler {
                         all.extend(objs.iter().cloned());
                     }
                 }
-                let (outcomes, stats) = self.ingest(&all).await?;
+                let (outcomes, stats) = self.ingest(&all, deadline).await?;
                 let mut failures = Vec::new();
                 for (id, work) in &messages {
                     let failed = match work {
@@ -165,7 +166,7 @@ impl Handler {
                     Work::Objects(o) => o,
                     Work::TestEvent | Work::Nothing(_) => Vec::new(),
                 };
-                let (_, mut stats) = self.ingest(&objs).await?;
+                let (_, mut stats) = self.ingest(&objs, deadline).await?;
                 if let Some(first) = stats.first_failure.take() {
                     emit_metrics(&stats, started.elapsed().as_secs_f64());
                     return Err(HandlerError::Objects {
@@ -241,6 +242,7 @@ impl Handler {
     async fn ingest(
         &self,
         objects: &[ObjectRef],
+        deadline: Option<Instant>,
     ) -> Result<(BTreeMap<String, bool>, Stats), HandlerError> {
         let mut outcomes = BTreeMap::new();
         let mut stats = Stats::default();
@@ -278,6 +280,7 @@ impl Handler {
         let opts = IngestOptions {
             commit_objects: usize::MAX,
             commit_bytes: u64::MAX,
+            deadline,
             ..IngestOptions::default()
         };
         let mut run = tokio::task::spawn_blocking(move || {
@@ -341,6 +344,21 @@ impl Handler {
         stats.counts.add(&run.counts);
         Ok((outcomes, stats))
     }
+}
+
+/// Time to commit what was read and answer before Lambda's own deadline.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// When to stop starting objects, from the invocation's deadline (milliseconds since the
+/// epoch): [`DEADLINE_MARGIN`] before it. The objects left fail as retryable, so their
+/// messages come back as batch item failures.
+pub fn stop_taking_objects(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = (kms_audit::time::now_micros() / 1000).max(0) as u64;
+    let left = std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
 }
 
 /// Writes why an object cannot be ingested to `<lake>/rejects/<stem>.object-error.json`,

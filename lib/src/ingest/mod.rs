@@ -185,6 +185,12 @@ pub enum ObjectErrorKind {
     Lake(#[from] LakeError),
     #[error("building Arrow batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// Over one of the [`Limits`].
+    #[error("refused: {0}")]
+    Limit(String),
+    /// Not read: the run's deadline came first (a Lambda about to time out).
+    #[error("not read: the run's deadline was reached")]
+    Deadline,
     /// The commit of the object's rows failed (with the other objects of its commit).
     #[error("committing: {0}")]
     Commit(std::sync::Arc<dyn std::error::Error + Send + Sync>),
@@ -216,6 +222,8 @@ impl ObjectError {
             ObjectErrorKind::Read(_) => false,
             ObjectErrorKind::Lake(_) => true,
             ObjectErrorKind::Arrow(_) => false,
+            ObjectErrorKind::Limit(_) => false,
+            ObjectErrorKind::Deadline => true,
             ObjectErrorKind::Commit(_) => true,
         }
     }
@@ -287,8 +295,26 @@ impl Drop for RejectSink<'_> {
     }
 }
 
-/// Decompressed bytes an object may have: a gzip bomb fails its object, not the batch.
-pub const MAX_DECOMPRESSED_BYTES: u64 = 4 << 30;
+/// What one object may hold before it fails alone with a named error: a gzip bomb or an
+/// array of junk must not fill memory, `/tmp` or the rejects, nor fail the other objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed bytes (CloudTrail's objects are tens of MB at most).
+    pub decompressed_bytes: u64,
+    pub records: u64,
+    /// Rejected records (each is kept with its reason: a bound on the rejects written).
+    pub rejects: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            decompressed_bytes: 4 << 30,
+            records: 20_000_000,
+            rejects: 10_000,
+        }
+    }
+}
 /// Arrow bytes of one object's rows held in memory until the object is read whole; a
 /// larger object's rows go to files of their own as they are read.
 pub const OBJECT_MEMORY_BYTES: usize = 8 << 20;
@@ -379,6 +405,15 @@ pub fn read_object(
     obj: &dyn SourceObject,
     lake: &dyn LakeStore,
 ) -> Result<ReadObject, ObjectError> {
+    read_object_with(obj, lake, &Limits::default())
+}
+
+/// [`read_object`] within `limits`.
+pub fn read_object_with(
+    obj: &dyn SourceObject,
+    lake: &dyn LakeStore,
+    limits: &Limits,
+) -> Result<ReadObject, ObjectError> {
     let started = Instant::now();
     let uri = obj.uri().to_owned();
     let bytes_in = Arc::new(AtomicU64::new(0));
@@ -408,7 +443,7 @@ pub fn read_object(
         inner: stream,
         hasher: sha2::Digest::new(),
         n: 0,
-        cap: MAX_DECOMPRESSED_BYTES,
+        cap: limits.decompressed_bytes,
     });
     let stem = crate::lake::object_file_stem(&uri);
     let mut rows = RowsSoFar::Memory(Vec::new(), 0);
@@ -428,6 +463,10 @@ pub fn read_object(
             };
             let index = counts.records;
             counts.records += 1;
+            if counts.records > limits.records {
+                let why = format!("more than {} records", limits.records);
+                return Err(fail(ObjectErrorKind::Limit(why), counts.records));
+            }
             let (outcome, raw) = match item {
                 Item::Object(bytes) => (classify(bytes, &uri), bytes),
                 Item::NotAnObject(bytes) => (
@@ -446,6 +485,13 @@ pub fn read_object(
                 Outcome::Skipped => counts.skipped += 1,
                 Outcome::Rejected(reason) => {
                     counts.rejected += 1;
+                    if counts.rejected > limits.rejects {
+                        let why = format!(
+                            "more than {} rejected records: not a CloudTrail log",
+                            limits.rejects
+                        );
+                        return Err(fail(ObjectErrorKind::Limit(why), counts.records));
+                    }
                     rejects
                         .write(index, &reason, raw)
                         .map_err(|e| fail(e.into(), counts.records))?;
@@ -634,6 +680,10 @@ pub struct IngestOptions {
     /// Read objects the lake already holds again (their rows are then in the table twice
     /// until compaction drops the duplicate event ids).
     pub reingest: bool,
+    pub limits: Limits,
+    /// Objects not started by then fail with [`ObjectErrorKind::Deadline`] (retryable);
+    /// what was read is committed. A Lambda sets it shortly before its own deadline.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for IngestOptions {
@@ -644,6 +694,8 @@ impl Default for IngestOptions {
             commit_objects: 2_000,
             commit_bytes: 512 << 20,
             reingest: false,
+            limits: Limits::default(),
+            deadline: None,
         }
     }
 }
@@ -703,7 +755,7 @@ pub fn ingest_with<S: SourceObject>(
         };
         summary.objects_already_ingested += (group.len() - todo.len()) as u64;
         summary.objects += group.len() as u64;
-        ingest_group(&todo, lake, &tables, progress, &mut summary);
+        ingest_group(&todo, lake, &tables, opts, progress, &mut summary);
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -771,6 +823,7 @@ fn ingest_group<S: SourceObject>(
     todo: &[&S],
     lake: &dyn LakeStore,
     tables: &crate::lake::table::Tables,
+    opts: &IngestOptions,
     progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
     summary: &mut RunSummary,
 ) {
@@ -782,7 +835,7 @@ fn ingest_group<S: SourceObject>(
     let chunk = todo.len().div_ceil(workers);
     let outs: Vec<WorkerOut> = todo
         .par_chunks(chunk)
-        .map(|objs| read_objects(objs, lake, progress))
+        .map(|objs| read_objects(objs, lake, opts, progress))
         .collect();
     let mut reports = Vec::new();
     let mut staged = Vec::new();
@@ -828,6 +881,7 @@ fn ingest_group<S: SourceObject>(
 fn read_objects<S: SourceObject>(
     objs: &[&S],
     lake: &dyn LakeStore,
+    opts: &IngestOptions,
     progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
 ) -> WorkerOut {
     let mut out = WorkerOut::default();
@@ -835,7 +889,15 @@ fn read_objects<S: SourceObject>(
     let mut pending: Vec<ObjectReport> = Vec::new();
     let mut broken: Option<LakeError> = None;
     for o in objs {
-        let read = read_object(*o, lake);
+        let read = if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+            Err(ObjectError {
+                object: o.uri().to_owned(),
+                kind: ObjectErrorKind::Deadline,
+                records_before_failure: 0,
+            })
+        } else {
+            read_object_with(*o, lake, &opts.limits)
+        };
         let read = match read {
             Ok(r) => r,
             Err(e) => {
