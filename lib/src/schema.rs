@@ -289,7 +289,7 @@ pub const COLUMNS: &[Column] = &[
 ];
 
 /// Documentation of the partition column, which is not stored in the files.
-pub const PARTITION_DOC: &str = "The UTC date of event_time (YYYY-MM-DD), from the lake's Hive directory event_date=...; filter on it to prune files.";
+pub const PARTITION_DOC: &str = "The UTC date of event_time (YYYY-MM-DD), the Delta table's partition column (not stored in the data files); filter on it to prune files.";
 
 impl ColumnType {
     pub fn data_type(self) -> DataType {

@@ -24,6 +24,23 @@ fn schema_doc_documents_every_column_with_its_type() {
         assert_eq!(row.contains("NOT NULL"), !c.nullable, "{}", c.name);
     }
     assert!(doc.contains("| `event_date` |"));
+    // The objects table: every column named in its section, with its nullability.
+    let objects = doc
+        .split("# The `objects` table")
+        .nth(1)
+        .expect("docs/schema.md documents the objects table");
+    for f in kms_audit::lake::table::objects_schema().fields() {
+        let row = objects
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`{}`", f.name())))
+            .unwrap_or_else(|| panic!("no row for objects.{}", f.name()));
+        assert_eq!(
+            row.contains("NOT NULL"),
+            !f.is_nullable(),
+            "objects.{}",
+            f.name()
+        );
+    }
 }
 
 #[test]

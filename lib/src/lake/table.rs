@@ -440,6 +440,27 @@ impl Tables {
         Ok(table)
     }
 
+    /// For readers, which must not write: the files of a table version, or no files at
+    /// version -1 when the table does not exist yet (a lake nothing was ingested into).
+    /// A lake in the old layout is an error that says how to convert it.
+    pub async fn read_snapshot(&self, name: &str, as_of: &AsOf) -> Result<Snapshot, TableError> {
+        if !self.has_log(name).await? {
+            if self.has_old_layout().await? {
+                return Err(TableError::OldLayout {
+                    lake: self.loc.lake_name(),
+                });
+            }
+            if *as_of == AsOf::Latest {
+                return Ok(Snapshot {
+                    version: -1,
+                    timestamp_ms: None,
+                    files: Vec::new(),
+                });
+            }
+        }
+        self.snapshot(name, as_of).await
+    }
+
     /// The files of a table version.
     pub async fn snapshot(&self, name: &str, as_of: &AsOf) -> Result<Snapshot, TableError> {
         let table = self.load(name, as_of).await?;

@@ -139,13 +139,13 @@ pub const VIEWS: &[(&str, &str)] = &[
 
 /// A session over the lake at one version of its tables: `kms_events` and `objects` hold
 /// exactly the files of that version, and the view `lake_version` says which it is
-/// (`SELECT version FROM lake_version`). Creates the tables of an empty lake; a lake in
-/// the layout before Delta Lake is an error that says how to convert it.
+/// (`SELECT version FROM lake_version`; -1 for a lake nothing was ingested into). It
+/// writes nothing; a lake in the layout before Delta Lake is an error that says how to
+/// convert it.
 pub async fn open(loc: &Location, as_of: &AsOf) -> Result<SessionContext, QueryError> {
     let tables = Tables::new(loc.clone());
-    tables.ensure().await?;
-    let events = tables.snapshot(TABLE, as_of).await?;
-    let objects = tables.snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
+    let events = tables.read_snapshot(TABLE, as_of).await?;
+    let objects = tables.read_snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
     let mut live = std::collections::HashSet::new();
     for (name, snap) in [(TABLE, &events), (OBJECTS_TABLE, &objects)] {
         for f in &snap.files {
