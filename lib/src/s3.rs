@@ -217,6 +217,8 @@ pub struct S3Object {
     key: String,
     uri: String,
     size: Option<u64>,
+    /// The ETag `GetObject` answered with (recorded in the `objects` table).
+    etag: std::sync::OnceLock<String>,
 }
 
 impl S3Object {
@@ -228,6 +230,7 @@ impl S3Object {
             key: key.to_owned(),
             uri: format!("s3://{bucket}/{key}"),
             size,
+            etag: std::sync::OnceLock::new(),
         }
     }
 
@@ -245,10 +248,17 @@ impl SourceObject for S3Object {
         self.size
     }
 
+    fn etag(&self) -> Option<String> {
+        self.etag.get().cloned()
+    }
+
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
         let out = block_on(&self.handle, request.send())
             .map_err(|e| s3_io_error(&format!("GetObject {}", self.uri), e))?;
+        if let Some(tag) = out.e_tag() {
+            let _ = self.etag.set(tag.trim_matches('"').to_owned());
+        }
         let body: Pin<Box<dyn tokio::io::AsyncRead + Send>> = Box::pin(out.body.into_async_read());
         Ok(Box::new(SyncIoBridge::new_with_handle(
             body,

@@ -230,6 +230,32 @@ fn s3_sources_into_an_s3_lake_give_exactly_the_kms_rows() {
     let got = env.event_ids(&lake_uri);
     assert_eq!(got.len() as u64, m.kms_records);
     assert_eq!(got, expected_ids(tree.path()), "S3 and local ingest differ");
+    // Each object's record carries the ETag S3 answered with and the SHA-256 of its
+    // decompressed bytes.
+    for r in &run.reports {
+        let etag = r
+            .etag
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no ETag", r.uri));
+        assert!(etag.len() >= 32 && !etag.contains('"'), "{etag}");
+        assert_eq!(r.sha256.len(), 64);
+    }
+    let ctx = env
+        .rt
+        .block_on(open_s3(&env.aws, &lake_uri, &AsOf::Latest))
+        .expect("open");
+    let n = env
+        .rt
+        .block_on(run_sql(
+            &ctx,
+            "SELECT count(*) FROM objects WHERE etag IS NOT NULL AND length(sha256) = 64",
+        ))
+        .expect("sql");
+    assert_eq!(
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(n[0].column(0)).value(0)
+            as usize,
+        objects.len()
+    );
     // Files sit under the prefix: the two tables' logs and Hive-partitioned data files,
     // nothing left staged.
     let keys = env.keys(&lake_bucket, "");
