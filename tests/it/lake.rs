@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kms_audit::ingest::{
-    IngestOptions, LocalFile, ingest_all, ingest_with, local_sources, read_object,
+    IngestOptions, LocalFile, SourceObject, ingest_all, ingest_with, local_sources, read_object,
 };
 use kms_audit::lake::compact::{CompactOptions, compact};
 use kms_audit::lake::table::{AsOf, Location, ObjectRecord, Tables};
@@ -237,6 +237,15 @@ fn reingest_adds_no_row_no_file_and_no_commit() {
         std::fs::create_dir_all(copy.join(rel).parent().expect("parent")).expect("mkdir");
         std::fs::copy(f, copy.join(rel)).expect("copy");
     }
+    // Both in one run: each object is read once.
+    let fresh = dir.path().join("fresh-lake");
+    let both = [dir.path().join("trail"), copy.clone()];
+    let (mut all, _) = local_sources(&both).expect("sources");
+    all.sort_by(|a, b| a.uri().cmp(b.uri()));
+    let once = ingest_all(&all, &LocalLake::open(&fresh).expect("lake"), &|_| {}).expect("ingest");
+    assert_eq!(once.reports.len(), objs.len());
+    assert_eq!(once.objects_already_ingested, objs.len() as u64);
+    assert_eq!(local_event_ids(&fresh).len() as u64, m.kms_records);
     for source in [dir.path().join("trail"), copy] {
         let again = ingest_all(&objects(&source), &lake, &|_| {}).expect("ingest");
         assert_eq!(again.objects_already_ingested, objs.len() as u64);

@@ -740,19 +740,21 @@ pub fn ingest_with<S: SourceObject>(
     loc.block_on(tables.ensure())??;
     let mut summary = RunSummary::default();
     for group in commit_groups(objects, opts) {
-        let todo: Vec<&S> = if opts.reingest {
-            group.iter().collect()
+        let wanted: Vec<(String, Option<String>)> =
+            group.iter().map(|o| object_identity(o.uri())).collect();
+        let done = if opts.reingest {
+            std::collections::HashSet::new()
         } else {
-            let wanted: Vec<(String, Option<String>)> =
-                group.iter().map(|o| object_identity(o.uri())).collect();
-            let done = loc.block_on(tables.ingested(&wanted))??;
-            group
-                .iter()
-                .zip(&wanted)
-                .filter(|(_, (id, _))| !done.contains(id))
-                .map(|(o, _)| o)
-                .collect()
+            loc.block_on(tables.ingested(&wanted))??
         };
+        // The same object twice in one run (an S3 original and its local copy) is read once.
+        let mut seen = std::collections::HashSet::new();
+        let todo: Vec<&S> = group
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, (id, _))| !done.contains(id) && seen.insert(id.as_str()))
+            .map(|(o, _)| o)
+            .collect();
         summary.objects_already_ingested += (group.len() - todo.len()) as u64;
         summary.objects += group.len() as u64;
         ingest_group(&todo, lake, &tables, opts, progress, &mut summary);
