@@ -661,3 +661,34 @@ fn an_object_over_a_limit_fails_alone_and_a_deadline_leaves_the_rest_retryable()
     assert!(run.versions.is_empty());
     assert_eq!(local_event_ids(&root).len() as u64, m.kms_records);
 }
+
+#[test]
+fn a_large_object_gets_files_of_its_own_and_small_ones_share() {
+    use kms_audit::ingest::PendingRows;
+    let dir = tempfile::tempdir().expect("tmp");
+    let big = dir.path().join("trail/big.json.gz");
+    std::fs::create_dir_all(big.parent().expect("dir")).expect("mkdir");
+    let (_, kms, _) =
+        kms_audit_generate::write_large_object(&big, 48_000_000, 3, 1).expect("large object");
+    let root = dir.path().join("lake");
+    let lake = LocalLake::open(&root).expect("lake");
+    // Its rows are more than one object may hold in memory: they go to staged files as
+    // they are read.
+    let read = read_object(&LocalFile::new(&big), &lake).expect("read");
+    assert_eq!(read.report.counts.kms_events, kms);
+    match &read.rows {
+        PendingRows::Files(files) => {
+            assert!(!files.is_empty());
+            assert_eq!(files.iter().map(|f| f.rows as u64).sum::<u64>(), kms);
+        }
+        PendingRows::Memory(_) => panic!("{kms} KMS rows held in memory"),
+    }
+    drop(read);
+    // Beside small objects, in one commit.
+    let m = tree(&dir.path().join("trail/small"), 3, 81);
+    let run = ingest_all(&objects(&dir.path().join("trail")), &lake, &|_| {}).expect("ingest");
+    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+    assert_eq!(run.counts.kms_events, kms + m.kms_records);
+    assert_eq!(run.versions.len(), 1);
+    assert_eq!(local_event_ids(&root).len() as u64, kms + m.kms_records);
+}

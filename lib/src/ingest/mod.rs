@@ -375,7 +375,13 @@ impl<'l> RowsSoFar<'l> {
     ) -> Result<(), LakeError> {
         match self {
             RowsSoFar::Memory(batches, bytes) => {
-                *bytes += batch.get_array_memory_size();
+                // The bytes the rows use: a finished batch's columns slice one shared
+                // allocation, which get_array_memory_size would count once per column.
+                *bytes += batch
+                    .columns()
+                    .iter()
+                    .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                    .sum::<usize>();
                 batches.push((batch, days));
                 if *bytes > OBJECT_MEMORY_BYTES {
                     let mut w = DayWriters::new(lake, name);
