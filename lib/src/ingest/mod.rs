@@ -745,7 +745,11 @@ pub fn ingest_with<S: SourceObject>(
     let tables = Tables::new(loc.clone());
     loc.block_on(tables.ensure())??;
     let mut summary = RunSummary::default();
-    for group in commit_groups(objects, opts) {
+    // By the date in their keys first: a commit then covers few days, and each worker's
+    // share of it fewer, so a day gets few files however many threads write it.
+    let mut sorted: Vec<&S> = objects.iter().collect();
+    sorted.sort_by_cached_key(|o| (object_identity(o.uri()).1, o.uri().to_owned()));
+    for group in commit_groups(&sorted, opts) {
         let wanted: Vec<(String, Option<String>)> =
             group.iter().map(|o| object_identity(o.uri())).collect();
         let done = if opts.reingest {
@@ -759,7 +763,7 @@ pub fn ingest_with<S: SourceObject>(
             .iter()
             .zip(&wanted)
             .filter(|(_, (id, _))| !done.contains(id) && seen.insert(id.as_str()))
-            .map(|(o, _)| o)
+            .map(|(o, _)| *o)
             .collect();
         summary.objects_already_ingested += (group.len() - todo.len()) as u64;
         summary.objects += group.len() as u64;
