@@ -194,6 +194,7 @@ pub fn run(args: Args) -> Result<i32> {
         until: None,
         trusted: TrustedArg::default(),
         no_alerts: false,
+        as_of: None,
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(

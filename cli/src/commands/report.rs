@@ -30,6 +30,10 @@ pub struct Args {
     /// Leave out the alerts section (the detection rules over the period)
     #[arg(long)]
     pub no_alerts: bool,
+    /// Report on an earlier version of the lake (a version number, or a time): the
+    /// version a report.json names reproduces that report's evidence
+    #[arg(long, value_name = "VERSION|TIME")]
+    pub as_of: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -67,7 +71,7 @@ pub fn build(args: &Args) -> Result<Report> {
         },
     };
     let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
-    let ctx = lake.query()?;
+    let ctx = lake.query_as_of(&super::as_of(args.as_of.as_deref())?)?;
     Ok(lake
         .rt
         .block_on(build_report(&ctx, lake.location(), &opts))?)

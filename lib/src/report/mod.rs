@@ -127,6 +127,9 @@ pub struct Point {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub lake: String,
+    /// The `kms_events` version read (`kms-audit report --as-of` it to reproduce the
+    /// report); none for a session without a `lake_version` view.
+    pub lake_version: Option<i64>,
     pub since: String,
     pub until: String,
     pub generated_at: String,
@@ -286,8 +289,13 @@ pub async fn build_report(
     ] {
         charts.insert(name.to_owned(), points(&run_sql(ctx, sql).await?));
     }
+    let lake_version = match ctx.table_exist("lake_version") {
+        Ok(true) => scalar_i64(ctx, "SELECT version FROM lake_version").await?,
+        _ => None,
+    };
     Ok(Report {
         lake: lake.to_owned(),
+        lake_version,
         since: since_s,
         until: until_s,
         generated_at: format_micros(now),
@@ -542,9 +550,11 @@ svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10p
     let _ = write!(
         h,
         "<h1>KMS audit report</h1><p class=\"muted\">From the CloudTrail record of AWS KMS calls. Every finding row cites the events (event ids) that prove it.</p>\
-<table class=\"summary\"><tr><td>Lake</td><td><code>{}</code></td></tr><tr><td>Period</td><td>{} to {} (end exclusive)</td></tr>\
+<table class=\"summary\"><tr><td>Lake</td><td><code>{}</code> version {}</td></tr><tr><td>Period</td><td>{} to {} (end exclusive)</td></tr>\
 <tr><td>KMS events in the period</td><td>{}</td></tr><tr><td>Generated</td><td>{}</td></tr></table><nav>",
         esc(&r.lake),
+        r.lake_version
+            .map_or_else(|| "(unknown)".to_owned(), |v| v.to_string()),
         esc(&r.since),
         esc(&r.until),
         r.events_in_period,
