@@ -52,7 +52,9 @@ pub mod time;
 
 #[cfg(feature = "query")]
 pub use detect::{Alert, DetectError, Rule, Severity};
-pub use ingest::{Counts, ObjectError, RunSummary, ingest_all, local_sources};
+#[cfg(feature = "query")]
+pub use ingest::ingest_all;
+pub use ingest::{Counts, ObjectError, RunSummary, local_sources};
 pub use lake::{LakeError, LakeStore, LocalLake};
 #[cfg(feature = "query")]
 pub use report::{Report, ReportError, ReportOptions};

@@ -309,6 +309,7 @@ static INGEST_PROPERTIES: std::sync::LazyLock<WriterProperties> =
 
 /// The settings of compacted files: large, so zstd on every column costs little and saves
 /// a third of the bytes of ingest's files.
+#[cfg(feature = "query")]
 pub(crate) fn compacted_writer_properties() -> WriterProperties {
     let mut b = lake_properties(zstd())
         .set_max_row_group_row_count(Some(512 * 1024))
