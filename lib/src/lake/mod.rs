@@ -268,7 +268,8 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// on every column ([`compacted_writer_properties`]).
 pub(crate) fn writer_properties() -> WriterProperties {
     let mut b = lake_properties(Compression::UNCOMPRESSED)
-        // Files this small have one page per column: an offset index would point at it.
+        // Ingest files live until compaction, whose files carry the page index readers
+        // prune with.
         .set_offset_index_disabled(true)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_max_row_group_bytes(Some(8 * 1024 * 1024));
