@@ -255,17 +255,15 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Parquet settings of the files ingest writes, one per source object and day: zstd
-/// where it pays, dictionaries for the low-cardinality columns only, column-chunk
-/// statistics for pruning (files are per object and small: row-group min/max prunes as well
-/// as a page index would, without its cost), bounded row groups for bounded memory.
+/// Parquet settings of the files ingest writes, one per worker and day of a commit (or per
+/// day of an object too large to wait in memory): zstd where it pays, dictionaries for the
+/// low-cardinality columns only, column-chunk statistics for pruning, bounded row groups for
+/// bounded memory.
 ///
-/// zstd sets up a compression context for every column chunk it compresses, and an object
-/// of CloudTrail's typical size holds a few dozen KMS rows: for most columns of such a file
-/// that setup costs more than the bytes it saves (measured with `scripts/bench`: zstd on
-/// every non-dictionary column made ingest 1.2x slower than on the
-/// [`INGEST_ZSTD_COLUMNS`], for 3% smaller files). Compaction rewrites the files with zstd
-/// on every column ([`compacted_writer_properties`]).
+/// zstd goes on [`INGEST_ZSTD_COLUMNS`] only: measured with `scripts/bench` when each
+/// object had a file of its own, zstd on every non-dictionary column made ingest 1.2x slower
+/// for 3% smaller files. Compaction rewrites the files with zstd on every column
+/// ([`compacted_writer_properties`]).
 pub(crate) fn writer_properties() -> WriterProperties {
     let mut b = lake_properties(Compression::UNCOMPRESSED)
         // Ingest files live until compaction, whose files carry the page index readers
@@ -281,8 +279,9 @@ pub(crate) fn writer_properties() -> WriterProperties {
 
 /// Options of every Parquet writer of the lake, which writes [`crate::schema::schema`]. The
 /// Arrow schema is not embedded in the files: the Parquet schema already says everything
-/// the lake's readers need (the table schema comes from [`crate::schema`]), and for a small
-/// per-object file the embedded copy (4.5 KB for 56 columns) was a quarter of its bytes.
+/// the lake's readers need (the table schema comes from the table's log), and when each
+/// object had a file of its own the embedded copy (4.5 KB for 56 columns) was a quarter of
+/// its bytes.
 pub(crate) fn arrow_writer_options(props: &WriterProperties) -> ArrowWriterOptions {
     let options = ArrowWriterOptions::new()
         .with_properties(props.clone())
@@ -329,9 +328,9 @@ pub(crate) fn compacted_writer_properties() -> WriterProperties {
     b.build()
 }
 
-/// Columns zstd-compressed in ingest's per-object files: the ones where it at least halves
-/// the bytes even in a small file (unique ids, ARNs, the request block and the encryption
-/// context's values).
+/// Columns zstd-compressed in ingest's files: the ones where it at least halves the bytes
+/// even in a small file (unique ids, ARNs, the request block and the encryption context's
+/// values).
 pub(crate) const INGEST_ZSTD_COLUMNS: &[&str] = &[
     "event_id",
     "request_id",
