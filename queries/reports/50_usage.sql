@@ -4,7 +4,7 @@ SELECT principal, key_arn, event_name,
        array_distinct(flatten(array_agg(map_keys(encryption_context)))) AS context_keys,
        count(*) FILTER (WHERE via_aws_service) AS via_aws_service,
        count(*) FILTER (WHERE vpc_endpoint_id IS NOT NULL) AS via_vpc_endpoint,
-       array_slice(array_agg(DISTINCT source_ip), 1, 5) AS source_addresses,
+       array_slice(array_sort(array_agg(DISTINCT source_ip)), 1, 5) AS source_addresses,
        min(event_time) AS first_seen, max(event_time) AS last_seen,
        array_slice(array_agg(event_id ORDER BY event_time), 1, 3) AS sample_event_ids
 FROM period_events
