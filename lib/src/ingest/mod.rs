@@ -976,7 +976,7 @@ fn commit_group(
     lake: &dyn LakeStore,
     tables: &crate::lake::table::Tables,
 ) -> Result<(i64, u64, Option<String>), crate::lake::table::TableError> {
-    use crate::lake::table::{NewFile, ObjectRecord, TableError, part_name, partition_dir};
+    use crate::lake::table::{NewFile, ObjectRecord, part_name, partition_dir};
     use crate::schema::{PARTITION_COLUMN, TABLE};
     let mut files = Vec::with_capacity(staged.len());
     let mut rest = staged.into_iter();
@@ -993,10 +993,7 @@ fn commit_group(
         if let Err(e) = lake.publish(&f.path, &format!("{TABLE}/{path}")) {
             f.discard();
             rest.for_each(StagedFile::discard);
-            return Err(TableError::Invalid {
-                lake: lake.uri(),
-                reason: e.to_string(),
-            });
+            return Err(e.into());
         }
         files.push(NewFile {
             path,
@@ -1024,12 +1021,7 @@ fn commit_group(
         })
         .collect();
     let loc = tables.location();
-    let version = loc
-        .block_on(tables.append_events(&files, &records))
-        .map_err(|e| TableError::Invalid {
-            lake: lake.uri(),
-            reason: e.to_string(),
-        })??;
+    let version = loc.block_on(tables.append_events(&files, &records))??;
     // The rows are committed: a failed projection into `objects` is healed by the next
     // writer's, so it is logged, not an object failure.
     let warning = match loc.block_on(tables.sync_objects()) {

@@ -81,6 +81,10 @@ pub enum TableError {
     },
     #[error("table {table}: gave up after {attempts} attempts to commit over concurrent writers")]
     Contended { table: String, attempts: usize },
+    #[error("publishing a data file: {0}")]
+    Publish(#[from] crate::lake::LakeError),
+    #[error("running the table I/O: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
 /// Where a lake is: its URL, an object store rooted where its paths start (`/` for local
@@ -520,18 +524,8 @@ impl Tables {
                 return Ok(done);
             }
             let mut rows: Vec<(ObjectRecord, i64)> = Vec::new();
-            for v in (done + 1)..=latest {
-                let Some(bytes) = events_log
-                    .read_commit_entry(v as u64)
-                    .await
-                    .map_err(|e| self.delta_err(TABLE, e))?
-                else {
-                    // Expired from the log (older than its retention): nothing to recover.
-                    continue;
-                };
-                for rec in commit_objects(&bytes) {
-                    rows.push((rec, v));
-                }
+            for (v, actions) in self.event_commits(done, latest).await? {
+                rows.extend(commit_objects(&actions).into_iter().map(|rec| (rec, v)));
             }
             let files = self.write_objects_files(&rows, latest).await?;
             let actions = files
@@ -730,7 +724,7 @@ impl Tables {
         let mut deleted = Vec::new();
         for name in [TABLE, OBJECTS_TABLE] {
             let table = self.load(name, &AsOf::Latest).await?;
-            let (_, metrics) = table
+            let (table, metrics) = table
                 .vacuum()
                 .with_retention_period(retain)
                 .with_enforce_retention_duration(false)
@@ -746,7 +740,6 @@ impl Tables {
             if !dry_run {
                 // A checkpoint of the current version, then the log entries older than it
                 // and the log retention (30 days) go.
-                let table = self.load(name, &AsOf::Latest).await?;
                 deltalake::checkpoints::create_checkpoint(&table, None)
                     .await
                     .map_err(|e| self.delta_err(name, e))?;
@@ -758,23 +751,37 @@ impl Tables {
         Ok(deleted)
     }
 
-    /// What the `kms_events` commits in `(after, until]` added: files, rows and the span
-    /// of their event times, from the commits' statistics (no data file is read).
-    pub async fn arrivals(&self, after: i64, until: i64) -> Result<Arrivals, TableError> {
+    /// The actions of each `kms_events` commit in `(after, until]`, with its version.
+    /// Commits expired from the log (older than its retention) are not there to read.
+    async fn event_commits(
+        &self,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, Vec<serde_json::Value>)>, TableError> {
         let log = self.loc.log_store(TABLE);
-        let mut out = Arrivals::default();
+        let mut out = Vec::new();
         for v in (after + 1).max(0)..=until {
-            let Some(bytes) = log
+            if let Some(bytes) = log
                 .read_commit_entry(v as u64)
                 .await
                 .map_err(|e| self.delta_err(TABLE, e))?
-            else {
-                continue;
-            };
-            for line in bytes.split(|&b| b == b'\n') {
-                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
+            {
+                let actions = bytes
+                    .split(|&b| b == b'\n')
+                    .filter_map(|line| serde_json::from_slice(line).ok())
+                    .collect();
+                out.push((v, actions));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the `kms_events` commits in `(after, until]` added: files, rows and the span
+    /// of their event times, from the commits' statistics (no data file is read).
+    pub async fn arrivals(&self, after: i64, until: i64) -> Result<Arrivals, TableError> {
+        let mut out = Arrivals::default();
+        for (_, actions) in self.event_commits(after, until).await? {
+            for action in &actions {
                 let Some(add) = action.get("add") else {
                     continue;
                 };
@@ -888,20 +895,13 @@ fn read_string_column(
     Ok(out)
 }
 
-/// The objects an ingest commit's `commitInfo` lists.
-pub fn commit_objects(commit: &[u8]) -> Vec<ObjectRecord> {
-    for line in commit.split(|&b| b == b'\n') {
-        let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-            continue;
-        };
-        if let Some(objects) = action
-            .get("commitInfo")
-            .and_then(|c| c.get(COMMIT_OBJECTS_FIELD))
-        {
-            return serde_json::from_value(objects.clone()).unwrap_or_default();
-        }
-    }
-    Vec::new()
+/// The objects an ingest commit's `commitInfo` lists, from the commit's actions.
+pub fn commit_objects(actions: &[serde_json::Value]) -> Vec<ObjectRecord> {
+    actions
+        .iter()
+        .find_map(|a| a.get("commitInfo")?.get(COMMIT_OBJECTS_FIELD))
+        .and_then(|objects| serde_json::from_value(objects.clone()).ok())
+        .unwrap_or_default()
 }
 
 fn snapshot_of(table: &DeltaTable) -> Result<Snapshot, DeltaTableError> {

@@ -216,11 +216,14 @@ use datafusion::object_store::{
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-impl SnapshotStore {
-    fn keep(&self, m: &ObjectMeta) -> bool {
-        let p = m.location.as_ref();
-        !self.tables.iter().any(|t| p.starts_with(t.as_str())) || self.live.contains(p)
-    }
+/// Whether a listed object is shown: anything outside the tables, and the version's files.
+fn in_snapshot(
+    tables: &[String],
+    live: &std::collections::HashSet<String>,
+    m: &ObjectMeta,
+) -> bool {
+    let p = m.location.as_ref();
+    !tables.iter().any(|t| p.starts_with(t.as_str())) || live.contains(p)
 }
 
 impl std::fmt::Display for SnapshotStore {
@@ -265,13 +268,8 @@ impl ObjectStore for SnapshotStore {
         self.inner
             .list(prefix)
             .filter(move |r| {
-                let keep = match r {
-                    Ok(m) => {
-                        let p = m.location.as_ref();
-                        !tables.iter().any(|t| p.starts_with(t.as_str())) || live.contains(p)
-                    }
-                    Err(_) => true,
-                };
+                // Errors pass through, to fail the listing.
+                let keep = !matches!(r, Ok(m) if !in_snapshot(&tables, &live, m));
                 futures::future::ready(keep)
             })
             .boxed()
@@ -279,7 +277,8 @@ impl ObjectStore for SnapshotStore {
 
     async fn list_with_delimiter(&self, prefix: Option<&StorePath>) -> os::Result<ListResult> {
         let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects.retain(|m| self.keep(m));
+        r.objects
+            .retain(|m| in_snapshot(&self.tables, &self.live, m));
         Ok(r)
     }
 
