@@ -9,7 +9,7 @@ mod prompt;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    compact, convert, demo, detect, generate, ingest, report, rules, schema, sql, vacuum,
+    compact, convert, demo, detect, generate, ingest, report, rules, schema, sql, vacuum, verify,
 };
 
 #[derive(Parser, Debug)]
@@ -40,6 +40,7 @@ enum Command {
     Demo(demo::Args),
     Generate(generate::Args),
     Schema(schema::Args),
+    Verify(verify::Args),
 }
 
 fn main() {
@@ -55,6 +56,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Schema(a) => schema::run(a),
+        Command::Verify(a) => verify::run(a),
     };
     let code = match result {
         Ok(code) => code,

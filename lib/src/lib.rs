@@ -13,6 +13,7 @@
 //! | [`ingest::record`] | the "is this KMS?" test and the parse of one record into a [`ingest::record::KmsEvent`] |
 //! | [`ingest::batch`] | KMS events → Arrow record batches |
 //! | [`lake`] | where rows land: the [`LakeStore`] trait, the local lake, staged files; [`lake::table`] (the Delta tables `kms_events` and `objects`), [`lake::compact`] (compaction, vacuum), [`lake::convert`] |
+//! | [`integrity`] | CloudTrail digests: the `digests` table, signatures, the chain, each log's SHA-256 (`verify`) |
 //! | [`sql`] | DataFusion over the lake: the session, views, SQL functions, [`sql::policy`] |
 //! | [`catalog`] | the `queries/` folders embedded at build time, and their references |
 //! | [`detect`] | rules, the engine that runs them, alert deduplication, [`detect::sinks`] |
@@ -40,6 +41,8 @@ pub mod catalog;
 #[cfg(feature = "query")]
 pub mod detect;
 pub mod ingest;
+#[cfg(feature = "query")]
+pub mod integrity;
 pub mod lake;
 #[cfg(feature = "query")]
 pub mod report;

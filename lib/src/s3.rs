@@ -219,6 +219,8 @@ pub struct S3Object {
     size: Option<u64>,
     /// The ETag `GetObject` answered with (recorded in the `objects` table).
     etag: std::sync::OnceLock<String>,
+    /// The `signature` metadata CloudTrail puts on digest objects.
+    signature: std::sync::OnceLock<String>,
 }
 
 impl S3Object {
@@ -231,6 +233,7 @@ impl S3Object {
             uri: format!("s3://{bucket}/{key}"),
             size,
             etag: std::sync::OnceLock::new(),
+            signature: std::sync::OnceLock::new(),
         }
     }
 
@@ -252,12 +255,19 @@ impl SourceObject for S3Object {
         self.etag.get().cloned()
     }
 
+    fn signature(&self) -> Option<String> {
+        self.signature.get().cloned()
+    }
+
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
         let out = block_on(&self.handle, request.send())
             .map_err(|e| s3_io_error(&format!("GetObject {}", self.uri), e))?;
         if let Some(tag) = out.e_tag() {
             let _ = self.etag.set(tag.trim_matches('"').to_owned());
+        }
+        if let Some(sig) = out.metadata().and_then(|m| m.get("signature")) {
+            let _ = self.signature.set(sig.trim().to_ascii_lowercase());
         }
         let body: Pin<Box<dyn tokio::io::AsyncRead + Send>> = Box::pin(out.body.into_async_read());
         Ok(Box::new(SyncIoBridge::new_with_handle(
@@ -299,8 +309,8 @@ pub async fn list_keys(
 }
 
 /// Expands an `s3://bucket/prefix` into objects to ingest and objects skipped by name (as
-/// [`crate::ingest::local_sources`] does for directories). A URI naming one object exactly
-/// is read unless it is a digest or Insights file.
+/// [`crate::ingest::local_sources`] does for directories): logs, JSON files and digests. A
+/// URI naming one object exactly is read unless it is an Insights file.
 pub async fn s3_sources(aws: &Aws, uri: &S3Uri) -> io::Result<(Vec<S3Object>, Vec<SkippedObject>)> {
     let handle = Handle::current();
     let keys = list_keys(&aws.s3, &uri.bucket, &uri.key).await?;
@@ -313,7 +323,7 @@ pub async fn s3_sources(aws: &Aws, uri: &S3Uri) -> io::Result<(Vec<S3Object>, Ve
         }
         let full = format!("s3://{}/{key}", uri.bucket);
         match (classify_name(&full), exact) {
-            (ObjectKind::Log(_) | ObjectKind::Json, _)
+            (ObjectKind::Log(_) | ObjectKind::Json | ObjectKind::Skip(SkipReason::Digest), _)
             | (ObjectKind::Skip(SkipReason::NotJson), true) => objects.push(S3Object::new(
                 aws,
                 handle.clone(),

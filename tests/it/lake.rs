@@ -29,6 +29,8 @@ fn tree(dir: &Path, hours: u32, seed: u64) -> Manifest {
         regions: vec!["us-east-1".into(), "eu-west-1".into()],
         seed,
         incidents: false,
+        // Log objects only: digests have a table of their own (tests/it/integrity.rs).
+        digests: false,
         ..Default::default()
     };
     generate_tree(&cfg, dir).expect("generate")
@@ -40,7 +42,7 @@ fn objects(dir: &Path) -> Vec<LocalFile> {
 
 /// The Python of `scripts/test`'s venv (duckdb, deltalake), or `None` when the S3 tests
 /// are knowingly skipped.
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     match std::env::var("KMS_AUDIT_TEST_PYTHON") {
         Ok(p) => Some(p),
         Err(_) if std::env::var_os("KMS_AUDIT_SKIP_S3_TESTS").is_some() => None,

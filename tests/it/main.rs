@@ -7,6 +7,7 @@ mod detections;
 mod docs;
 mod findings;
 mod fixtures;
+mod integrity;
 mod lake;
 mod lambda;
 mod pipeline;

@@ -41,34 +41,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<i32> {
     let any_s3 = args.sources.iter().any(|s| kms_audit::s3::is_s3(s));
     let lake = crate::lake::Lake::open(&args.lake.lake, any_s3)?;
-    let mut objects: Vec<Box<dyn SourceObject>> = Vec::new();
-    let mut skipped: Vec<SkippedObject> = Vec::new();
-    let mut paths = Vec::new();
-    for s in &args.sources {
-        if let Some(uri) = S3Uri::parse(s) {
-            let aws = lake.aws.as_ref().context("AWS configuration not loaded")?;
-            let (o, sk) = lake
-                .rt
-                .block_on(s3_sources(aws, &uri))
-                .with_context(|| format!("listing {s}"))?;
-            if o.is_empty() && sk.is_empty() {
-                bail!("source {s}: no objects under this prefix");
-            }
-            objects.extend(o.into_iter().map(|o| Box::new(o) as Box<dyn SourceObject>));
-            skipped.extend(sk);
-        } else if s.contains("://") {
-            bail!("source {s}: a source is a file, a directory or an s3://bucket/prefix");
-        } else {
-            paths.push(PathBuf::from(s));
-        }
-    }
-    let (files, sk) = local_sources(&paths)?;
-    objects.extend(
-        files
-            .into_iter()
-            .map(|f| Box::new(f) as Box<dyn SourceObject>),
-    );
-    skipped.extend(sk);
+    let (objects, skipped) = sources(&args.sources, &lake.rt, lake.aws.as_ref())?;
 
     let bar = if std::io::stderr().is_terminal() && !args.json {
         let bar = ProgressBar::new(objects.len() as u64);
@@ -121,6 +94,45 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(if run.objects_failed > 0 { 1 } else { 0 })
 }
 
+pub type Objects = Vec<Box<dyn SourceObject>>;
+
+/// The objects under the sources (files, directories, `s3://bucket/prefix`), and those
+/// skipped by name.
+pub fn sources(
+    sources: &[String],
+    rt: &tokio::runtime::Runtime,
+    aws: Option<&kms_audit::s3::Aws>,
+) -> Result<(Objects, Vec<SkippedObject>)> {
+    let mut objects: Vec<Box<dyn SourceObject>> = Vec::new();
+    let mut skipped: Vec<SkippedObject> = Vec::new();
+    let mut paths = Vec::new();
+    for s in sources {
+        if let Some(uri) = S3Uri::parse(s) {
+            let aws = aws.context("AWS configuration not loaded")?;
+            let (o, sk) = rt
+                .block_on(s3_sources(aws, &uri))
+                .with_context(|| format!("listing {s}"))?;
+            if o.is_empty() && sk.is_empty() {
+                bail!("source {s}: no objects under this prefix");
+            }
+            objects.extend(o.into_iter().map(|o| Box::new(o) as Box<dyn SourceObject>));
+            skipped.extend(sk);
+        } else if s.contains("://") {
+            bail!("source {s}: a source is a file, a directory or an s3://bucket/prefix");
+        } else {
+            paths.push(PathBuf::from(s));
+        }
+    }
+    let (files, sk) = local_sources(&paths)?;
+    objects.extend(
+        files
+            .into_iter()
+            .map(|f| Box::new(f) as Box<dyn SourceObject>),
+    );
+    skipped.extend(sk);
+    Ok((objects, skipped))
+}
+
 fn report_problems(run: &RunSummary) {
     let mut err = std::io::stderr().lock();
     for f in &run.failures {
@@ -169,6 +181,7 @@ fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
             "objects_failed": run.objects_failed,
             "objects_skipped": run.objects_skipped,
             "objects_already_ingested": run.objects_already_ingested,
+            "digests": run.digests,
             "records": c.records,
             "kms_events": c.kms_events,
             "skipped": c.skipped,
@@ -184,11 +197,12 @@ fn print_summary(run: &RunSummary, json: bool) -> Result<()> {
         let mb = c.bytes_decompressed as f64 / 1e6;
         writeln!(
             out,
-            "{} objects ({} failed, {} skipped by name, {} already in the lake): {} records = {} KMS events + {} skipped + {} rejected; {} Parquet files in {} commit(s); {:.1} MB ({:.1} MB compressed) in {:.2}s ({:.0} MB/s)",
+            "{} objects ({} failed, {} skipped by name, {} already in the lake, {} digests recorded): {} records = {} KMS events + {} skipped + {} rejected; {} Parquet files in {} commit(s); {:.1} MB ({:.1} MB compressed) in {:.2}s ({:.0} MB/s)",
             run.objects,
             run.objects_failed,
             run.objects_skipped,
             run.objects_already_ingested,
+            run.digests,
             c.records,
             c.kms_events,
             c.skipped,

@@ -12,6 +12,7 @@ pub mod rules;
 pub mod schema;
 pub mod sql;
 pub mod vacuum;
+pub mod verify;
 
 /// The lake argument every command that reads or writes the lake takes.
 #[derive(clap::Args, Debug, Clone)]

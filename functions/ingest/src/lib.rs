@@ -12,7 +12,8 @@
 //! * an EventBridge "Object Created" event, invoked directly.
 //!
 //! Keys in S3 notifications are URL-encoded (`+` is a space); EventBridge keys are not.
-//! Digests, Insights files and other keys are skipped and logged, not errors.
+//! Digests are recorded in the lake's `digests` table; Insights files and other keys are
+//! skipped and logged, not errors.
 //!
 //! An invocation makes one commit to the lake's `kms_events` table, whatever the number of
 //! objects in its batch, so the table gains about one file per event day per invocation.
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
-use kms_audit::ingest::object_name::{ObjectKind, classify_name};
+use kms_audit::ingest::object_name::{ObjectKind, SkipReason, classify_name};
 use kms_audit::ingest::{
     Counts, IngestError, IngestOptions, ObjectError, SourceObject, ingest_with,
 };
@@ -254,7 +255,8 @@ impl Handler {
                 continue; // the same object twice in one batch
             }
             match classify_name(&uri) {
-                ObjectKind::Log(_) | ObjectKind::Json => {
+                // Digests go to the `digests` table (log-file integrity).
+                ObjectKind::Log(_) | ObjectKind::Json | ObjectKind::Skip(SkipReason::Digest) => {
                     sources.push(S3Object::new(
                         &self.aws,
                         handle.clone(),
@@ -340,6 +342,7 @@ impl Handler {
         }
         stats.objects += run.objects;
         stats.objects_already_ingested += run.objects_already_ingested;
+        stats.digests += run.digests;
         stats.objects_failed += run.objects_failed;
         stats.counts.add(&run.counts);
         Ok((outcomes, stats))
@@ -386,6 +389,8 @@ pub struct Stats {
     pub objects_skipped: u64,
     /// Objects the lake held already (a redelivery): not read again.
     pub objects_already_ingested: u64,
+    /// Digest objects recorded in the lake's `digests` table (counted in `objects` too).
+    pub digests: u64,
     pub counts: Counts,
     /// The first object that failed, with its cause.
     pub first_failure: Option<ObjectError>,
@@ -398,6 +403,7 @@ impl Stats {
             "objects_failed": self.objects_failed,
             "objects_skipped": self.objects_skipped,
             "objects_already_ingested": self.objects_already_ingested,
+            "digests": self.digests,
             "records": self.counts.records,
             "kms_events": self.counts.kms_events,
             "skipped": self.counts.skipped,

@@ -53,6 +53,11 @@ pub trait SourceObject: Send + Sync {
     fn etag(&self) -> Option<String> {
         None
     }
+    /// The hex signature CloudTrail gave a digest (its S3 metadata `signature`, or a
+    /// `<digest>.signature` file beside a local copy), once the object was opened.
+    fn signature(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: SourceObject + ?Sized> SourceObject for Box<T> {
@@ -68,6 +73,9 @@ impl<T: SourceObject + ?Sized> SourceObject for Box<T> {
     fn etag(&self) -> Option<String> {
         (**self).etag()
     }
+    fn signature(&self) -> Option<String> {
+        (**self).signature()
+    }
 }
 
 impl<T: SourceObject + ?Sized> SourceObject for &T {
@@ -82,6 +90,9 @@ impl<T: SourceObject + ?Sized> SourceObject for &T {
     }
     fn etag(&self) -> Option<String> {
         (**self).etag()
+    }
+    fn signature(&self) -> Option<String> {
+        (**self).signature()
     }
 }
 
@@ -119,6 +130,17 @@ impl SourceObject for LocalFile {
     }
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(File::open(&self.path)?))
+    }
+    fn signature(&self) -> Option<String> {
+        let mut sidecar = self.path.clone().into_os_string();
+        sidecar.push(".signature");
+        // Hex, at most a few KB; anything else is not a signature file.
+        let meta = std::fs::metadata(&sidecar).ok()?;
+        if meta.len() > 16 << 10 {
+            return None;
+        }
+        let text = std::fs::read_to_string(&sidecar).ok()?;
+        Some(text.trim().to_ascii_lowercase())
     }
 }
 
@@ -611,8 +633,8 @@ impl From<SourceError> for io::Error {
 }
 
 /// Expands local paths (files and directories, walked recursively, in sorted order) into
-/// objects to ingest and objects skipped by name. A file named explicitly is read unless it
-/// is a digest or Insights file.
+/// objects to ingest (logs, JSON files and digests) and objects skipped by name. A file
+/// named explicitly is read unless it is an Insights or digest signature file.
 pub fn local_sources(
     paths: &[PathBuf],
 ) -> Result<(Vec<LocalFile>, Vec<SkippedObject>), SourceError> {
@@ -633,7 +655,9 @@ pub fn local_sources(
                 let path = entry.path();
                 let name = path.to_string_lossy();
                 match classify_name(&name) {
-                    ObjectKind::Log(_) | ObjectKind::Json => files.push(LocalFile::new(path)),
+                    ObjectKind::Log(_)
+                    | ObjectKind::Json
+                    | ObjectKind::Skip(SkipReason::Digest) => files.push(LocalFile::new(path)),
                     ObjectKind::Skip(reason) => skipped.push(SkippedObject {
                         uri: name.into_owned(),
                         reason,
@@ -643,7 +667,7 @@ pub fn local_sources(
         } else {
             let name = p.to_string_lossy();
             match classify_name(&name) {
-                ObjectKind::Skip(reason @ (SkipReason::Digest | SkipReason::Insight)) => skipped
+                ObjectKind::Skip(reason @ (SkipReason::Signature | SkipReason::Insight)) => skipped
                     .push(SkippedObject {
                         uri: name.into_owned(),
                         reason,
@@ -674,6 +698,9 @@ pub struct RunSummary {
     /// Trouble that lost nothing (the `objects` table lagging a commit: the next writer
     /// projects it).
     pub warnings: Vec<String>,
+    /// Digest objects recorded in `digests` now (counted in `objects` too; a digest that
+    /// could not be read or recorded is in `failures`).
+    pub digests: u64,
 }
 
 /// When an ingest run commits.
@@ -745,9 +772,13 @@ pub fn ingest_with<S: SourceObject>(
     let tables = Tables::new(loc.clone());
     loc.block_on(tables.ensure())??;
     let mut summary = RunSummary::default();
+    let (digests, objects): (Vec<&S>, Vec<&S>) = objects
+        .iter()
+        .partition(|o| matches!(classify_name(o.uri()), ObjectKind::Skip(SkipReason::Digest)));
+    ingest_digests(&digests, &tables, opts, &mut summary);
     // By the date in their keys first: a commit then covers few days, and each worker's
     // share of it fewer, so a day gets few files however many threads write it.
-    let mut sorted: Vec<&S> = objects.iter().collect();
+    let mut sorted: Vec<&S> = objects;
     sorted.sort_by_cached_key(|o| (object_identity(o.uri()).1, o.uri().to_owned()));
     for group in commit_groups(&sorted, opts) {
         let wanted: Vec<(String, Option<String>)> =
@@ -771,6 +802,100 @@ pub fn ingest_with<S: SourceObject>(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Records digest objects in the `digests` table (one commit), leaving out those it holds.
+/// Malformed digests are recorded with the reason (a finding for `verify`); objects that
+/// cannot be read fail alone and are retried by the next run.
+#[cfg(feature = "query")]
+fn ingest_digests<S: SourceObject>(
+    digests: &[&S],
+    tables: &crate::lake::table::Tables,
+    opts: &IngestOptions,
+    summary: &mut RunSummary,
+) {
+    use crate::integrity::lake::{append_digests, digest_identity, recorded_digests};
+    use rayon::prelude::*;
+    if digests.is_empty() {
+        return;
+    }
+    let loc = tables.location();
+    let wanted: Vec<(String, Option<String>)> =
+        digests.iter().map(|o| digest_identity(o.uri())).collect();
+    type Shared = Arc<dyn std::error::Error + Send + Sync>;
+    let done: Result<std::collections::HashSet<String>, Shared> = if opts.reingest {
+        Ok(std::collections::HashSet::new())
+    } else {
+        match loc.block_on(recorded_digests(tables, &wanted)) {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(e)) => Err(Arc::new(e)),
+            Err(e) => Err(Arc::new(e)),
+        }
+    };
+    let fail_all = |summary: &mut RunSummary, uris: Vec<String>, e: Shared| {
+        for object in uris {
+            summary.failures.push(ObjectError {
+                object,
+                kind: ObjectErrorKind::Commit(e.clone()),
+                records_before_failure: 0,
+            });
+        }
+    };
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            fail_all(
+                summary,
+                digests.iter().map(|o| o.uri().to_owned()).collect(),
+                e,
+            );
+            summary.objects += digests.len() as u64;
+            summary.objects_failed = summary.failures.len() as u64;
+            return;
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<&S> = digests
+        .iter()
+        .zip(&wanted)
+        .filter(|(_, (id, _))| !done.contains(id) && seen.insert(id.as_str()))
+        .map(|(o, _)| *o)
+        .collect();
+    summary.objects += digests.len() as u64;
+    summary.objects_already_ingested += (digests.len() - todo.len()) as u64;
+    let read: Vec<Result<crate::integrity::Digest, ObjectError>> = todo
+        .par_iter()
+        .map(|o| {
+            if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ObjectError {
+                    object: o.uri().to_owned(),
+                    kind: ObjectErrorKind::Deadline,
+                    records_before_failure: 0,
+                });
+            }
+            crate::integrity::digest::read_digest(*o).map_err(|e| ObjectError {
+                object: o.uri().to_owned(),
+                kind: ObjectErrorKind::Open(e),
+                records_before_failure: 0,
+            })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for r in read {
+        match r {
+            Ok(d) => ok.push(d),
+            Err(e) => summary.failures.push(e),
+        }
+    }
+    let uris = |ds: &[crate::integrity::Digest]| ds.iter().map(|d| d.source_uri.clone()).collect();
+    if !ok.is_empty() {
+        match loc.block_on(append_digests(tables, &ok)) {
+            Ok(Ok(_)) => summary.digests += ok.len() as u64,
+            Ok(Err(e)) => fail_all(summary, uris(&ok), Arc::new(e)),
+            Err(e) => fail_all(summary, uris(&ok), Arc::new(e)),
+        }
+    }
+    summary.objects_failed = summary.failures.len() as u64;
 }
 
 /// Ingests one object in a commit of its own, reading it even when the lake holds it.

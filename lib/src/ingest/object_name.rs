@@ -21,6 +21,8 @@ pub enum ObjectKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     Digest,
+    /// A `<digest>.signature` file: read with its digest.
+    Signature,
     Insight,
     NotJson,
 }
@@ -29,6 +31,7 @@ impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SkipReason::Digest => "CloudTrail digest file (no events)",
+            SkipReason::Signature => "signature of a CloudTrail digest (read with the digest)",
             SkipReason::Insight => "CloudTrail Insights file (not API events)",
             SkipReason::NotJson => "not a CloudTrail log or JSON file",
         })
@@ -103,6 +106,14 @@ impl ObjectName {
     }
 }
 
+/// The key from its `AWSLogs/` segment on: the same for an object wherever it is copied
+/// (`s3://bucket/prefix/AWSLogs/...`, `/copy/AWSLogs/...`).
+pub fn canonical_key(key: &str) -> Option<String> {
+    let key = key.replace('\\', "/");
+    let at = find_segment(&key, "AWSLogs")?;
+    Some(key[at..].to_owned())
+}
+
 /// Byte index of a whole path segment.
 fn find_segment(path: &str, segment: &str) -> Option<usize> {
     let mut from = 0;
@@ -123,6 +134,9 @@ fn find_segment(path: &str, segment: &str) -> Option<usize> {
 pub fn classify_name(key: &str) -> ObjectKind {
     let norm = key.replace('\\', "/");
     let file = norm.rsplit('/').next().unwrap_or(&norm);
+    if file.ends_with(".json.gz.signature") || file.ends_with(".json.signature") {
+        return ObjectKind::Skip(SkipReason::Signature);
+    }
     if find_segment(&norm, "CloudTrail-Digest").is_some() || file.contains("_CloudTrail-Digest_") {
         return ObjectKind::Skip(SkipReason::Digest);
     }

@@ -35,6 +35,11 @@ use url::Url;
 
 use crate::schema::{PARTITION_COLUMN, TABLE};
 
+/// The table of CloudTrail digests: one row per log file a digest lists.
+pub const DIGESTS_TABLE: &str = "digests";
+/// `digests`' partition: the date in the digest's key.
+pub const DIGESTS_PARTITION: &str = "digest_date";
+
 /// The table of ingested source objects.
 pub const OBJECTS_TABLE: &str = "objects";
 /// Its partition column: the date in the object's CloudTrail key (null for other files).
@@ -361,12 +366,68 @@ impl Tables {
         self.create_tables().await
     }
 
-    /// Creates both tables when missing, whatever else is in the lake.
+    /// Creates the tables when missing, whatever else is in the lake.
     pub async fn create_tables(&self) -> Result<(), TableError> {
         self.ensure_table(TABLE, &events_table_schema(), PARTITION_COLUMN)
             .await?;
         self.ensure_table(OBJECTS_TABLE, &objects_schema(), OBJECTS_PARTITION)
-            .await
+            .await?;
+        self.ensure_table(
+            DIGESTS_TABLE,
+            &crate::integrity::lake::digests_schema(),
+            DIGESTS_PARTITION,
+        )
+        .await
+    }
+
+    /// Appends small batches (one file per partition value) to a table in one commit,
+    /// over concurrent appends. Returns the version committed.
+    pub async fn append_small(
+        &self,
+        name: &str,
+        partition: &str,
+        batches: Vec<(Option<String>, RecordBatch)>,
+    ) -> Result<i64, TableError> {
+        let mut files = Vec::new();
+        for (value, batch) in batches {
+            let bytes = small_parquet(&batch).map_err(|source| TableError::Parquet {
+                table: name.into(),
+                source,
+            })?;
+            let path = format!(
+                "{}/{}",
+                partition_dir(partition, value.as_deref()),
+                part_name(0)
+            );
+            let size = bytes.len() as u64;
+            self.loc
+                .store
+                .put(
+                    &self.loc.path(&format!("{name}/{path}")),
+                    PutPayload::from(bytes),
+                )
+                .await
+                .map_err(|e| self.store_err(e))?;
+            files.push(NewFile {
+                path,
+                partition: value,
+                size,
+                rows: batch.num_rows() as u64,
+                time_range: None,
+            });
+        }
+        let mut table = self.load(name, &AsOf::Latest).await?;
+        let actions = files.iter().map(|f| add_action(f, partition)).collect();
+        commit(
+            &mut table,
+            actions,
+            HashMap::new(),
+            Vec::new(),
+            write_op(partition),
+            true,
+        )
+        .await
+        .map_err(|e| self.delta_err(name, e))
     }
 
     /// Whether a table has a log (any file under `_delta_log/`).
@@ -618,16 +679,27 @@ impl Tables {
             return Ok(HashSet::new());
         }
         self.sync_objects().await?;
+        self.find_in_column(OBJECTS_TABLE, "object", wanted).await
+    }
+
+    /// Which of `wanted` (value, partition value) a string column of a table holds,
+    /// reading that column of the files of those partitions only.
+    pub async fn find_in_column(
+        &self,
+        name: &str,
+        column: &str,
+        wanted: &[(String, Option<String>)],
+    ) -> Result<HashSet<String>, TableError> {
         let keys: HashSet<&str> = wanted.iter().map(|(k, _)| k.as_str()).collect();
         let days: HashSet<Option<&str>> = wanted.iter().map(|(_, d)| d.as_deref()).collect();
-        let snap = self.snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
+        let snap = self.read_snapshot(name, &AsOf::Latest).await?;
         let mut found = HashSet::new();
         for f in snap
             .files
             .iter()
             .filter(|f| days.contains(&f.partition.as_deref()))
         {
-            let path = self.loc.path(&format!("{OBJECTS_TABLE}/{}", f.path));
+            let path = self.loc.path(&format!("{name}/{}", f.path));
             let bytes = self
                 .loc
                 .store
@@ -637,14 +709,14 @@ impl Tables {
                 .bytes()
                 .await
                 .map_err(|e| self.store_err(e))?;
-            for name in
-                read_string_column(bytes, "object").map_err(|source| TableError::Parquet {
-                    table: OBJECTS_TABLE.into(),
+            for value in
+                read_string_column(bytes, column).map_err(|source| TableError::Parquet {
+                    table: name.into(),
                     source,
                 })?
             {
-                if keys.contains(name.as_str()) {
-                    found.insert(name);
+                if keys.contains(value.as_str()) {
+                    found.insert(value);
                 }
             }
         }

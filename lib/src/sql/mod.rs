@@ -22,7 +22,10 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::lake::table::{AsOf, Location, OBJECTS_PARTITION, OBJECTS_TABLE, TableError, Tables};
+use crate::lake::table::{
+    AsOf, DIGESTS_PARTITION, DIGESTS_TABLE, Location, OBJECTS_PARTITION, OBJECTS_TABLE, TableError,
+    Tables,
+};
 use crate::schema::{PARTITION_COLUMN, TABLE, schema};
 
 /// Errors of the query layer.
@@ -79,24 +82,36 @@ pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<()
         .with_schema(schema());
     let table = ListingTable::try_new(config)?;
     ctx.register_table(TABLE, Arc::new(table))?;
-    let objects_url = ListingTableUrl::parse(format!("{base}/{OBJECTS_TABLE}/"))?;
-    let objects_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![(OBJECTS_PARTITION.to_owned(), DataType::Date32)]);
-    let objects_schema = {
-        let all = crate::lake::table::objects_schema();
+    let without = |all: arrow::datatypes::SchemaRef, partition: &str| {
         let fields: Vec<_> = all
             .fields()
             .iter()
-            .filter(|f| f.name() != OBJECTS_PARTITION)
+            .filter(|f| f.name() != partition)
             .cloned()
             .collect();
         Arc::new(arrow::datatypes::Schema::new(fields))
     };
-    let config = ListingTableConfig::new(objects_url)
-        .with_listing_options(objects_options)
-        .with_schema(objects_schema);
-    ctx.register_table(OBJECTS_TABLE, Arc::new(ListingTable::try_new(config)?))?;
+    for (name, partition, schema) in [
+        (
+            OBJECTS_TABLE,
+            OBJECTS_PARTITION,
+            without(crate::lake::table::objects_schema(), OBJECTS_PARTITION),
+        ),
+        (
+            DIGESTS_TABLE,
+            DIGESTS_PARTITION,
+            without(crate::integrity::lake::digests_schema(), DIGESTS_PARTITION),
+        ),
+    ] {
+        let url = ListingTableUrl::parse(format!("{base}/{name}/"))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![(partition.to_owned(), DataType::Date32)]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    }
     for (name, sql) in VIEWS {
         // Planning against the in-memory catalog awaits nothing: safe to block on here.
         let plan = futures::executor::block_on(ctx.state().create_logical_plan(sql))?;
@@ -146,13 +161,18 @@ pub async fn open(loc: &Location, as_of: &AsOf) -> Result<SessionContext, QueryE
     let tables = Tables::new(loc.clone());
     let events = tables.read_snapshot(TABLE, as_of).await?;
     let objects = tables.read_snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
+    let digests = tables.read_snapshot(DIGESTS_TABLE, &AsOf::Latest).await?;
     let mut live = std::collections::HashSet::new();
-    for (name, snap) in [(TABLE, &events), (OBJECTS_TABLE, &objects)] {
+    for (name, snap) in [
+        (TABLE, &events),
+        (OBJECTS_TABLE, &objects),
+        (DIGESTS_TABLE, &digests),
+    ] {
         for f in &snap.files {
             live.insert(loc.path(&format!("{name}/{}", f.path)).to_string());
         }
     }
-    let tables_prefixes = [TABLE, OBJECTS_TABLE]
+    let tables_prefixes = [TABLE, OBJECTS_TABLE, DIGESTS_TABLE]
         .iter()
         .map(|t| format!("{}/", loc.path(t)))
         .collect();

@@ -1,0 +1,114 @@
+//! `kms-audit verify`: CloudTrail log-file integrity, from objects or from the lake.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use kms_audit::integrity::{PublicKeys, Verification, Window, json_lines, verify};
+
+use super::LakeArg;
+
+/// Prove CloudTrail log files were not modified, deleted or forged: digest signatures,
+/// the digest chain, each log's SHA-256
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// CloudTrail trees holding logs and digests (directories, files, s3://bucket/prefix).
+    /// Without sources, judge what ingest recorded in the lake (its `digests` and
+    /// `objects` tables), reading no log object again
+    pub sources: Vec<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
+    /// The JSON of `aws cloudtrail list-public-keys` (every key that signed the period's
+    /// digests)
+    #[arg(long, value_name = "FILE")]
+    pub public_keys: std::path::PathBuf,
+    /// Judge digests from this time on (RFC 3339, a date, or a span such as 7d)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Judge digests up to this time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// One finding per line as JSON ({"kind","object","digest","detail"}), then
+    /// {"summary": ...}
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let text = std::fs::read_to_string(&args.public_keys)
+        .with_context(|| format!("reading {}", args.public_keys.display()))?;
+    let keys = PublicKeys::from_json(&text)
+        .with_context(|| format!("reading {}", args.public_keys.display()))?;
+    let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        bail!("--since is after --until");
+    }
+    let window = Window { since, until };
+    let ev = if args.sources.is_empty() {
+        let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
+        let loc = lake.store.location()?;
+        lake.rt
+            .block_on(kms_audit::integrity::lake::evidence_from_lake(&loc, window))
+            .with_context(|| format!("reading the digests of {}", lake.location()))?
+    } else {
+        let any_s3 = args.sources.iter().any(|s| kms_audit::s3::is_s3(s));
+        let rt = crate::lake::runtime()?;
+        let aws = any_s3.then(|| rt.block_on(kms_audit::s3::Aws::load()));
+        let (objects, _) = super::ingest::sources(&args.sources, &rt, aws.as_ref())?;
+        // Objects in S3 wait on the network more than on the CPU: more of them in flight.
+        let threads = if any_s3 {
+            rayon::current_num_threads().max(16)
+        } else {
+            rayon::current_num_threads()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let _guard = rt.enter();
+        pool.install(|| kms_audit::integrity::sources::evidence_from_sources(&objects))
+    };
+    let v = verify(&ev, &keys, window);
+    print(&v, args.json)?;
+    Ok(if v.failed() { 1 } else { 0 })
+}
+
+fn print(v: &Verification, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        out.write_all(json_lines(v).as_bytes())?;
+        return Ok(());
+    }
+    for f in &v.findings {
+        let by = f
+            .digest
+            .as_deref()
+            .map(|d| format!(" (digest {d})"))
+            .unwrap_or_default();
+        writeln!(out, "{}\t{}\t{}{by}", f.kind.as_str(), f.object, f.detail)?;
+    }
+    let s = &v.summary;
+    writeln!(
+        out,
+        "{} digests: {} valid, {} unverifiable, {} failed, {} missing; {} logs: {} verified, {} failed, {} not proven by a valid digest",
+        s.digests,
+        s.digests_valid,
+        s.digests_unverifiable,
+        s.digests_failed,
+        s.digests_missing,
+        s.logs,
+        s.logs_verified,
+        s.logs_failed,
+        s.logs_unverified
+    )?;
+    writeln!(
+        out,
+        "{}",
+        if v.failed() {
+            format!("INTEGRITY FAILED: {} finding(s)", s.failures)
+        } else {
+            "integrity verified".to_owned()
+        }
+    )?;
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Log-file integrity: trees whose digests are written and signed by `digest_fixture.py`
+//! (keys generated there, with Python's `cryptography`), five kinds of tampering, the
+//! tree path and the lake path agreeing on the same objects, a chain's first and newest
+//! digests, key rotation, and S3 metadata signatures on moto.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use kms_audit::ingest::{LocalFile, SourceObject, ingest_all, local_sources};
+use kms_audit::integrity::lake::evidence_from_lake;
+use kms_audit::integrity::sources::evidence_from_sources;
+use kms_audit::integrity::{Kind, PublicKeys, Verification, Window, verify};
+use kms_audit::lake::LocalLake;
+use kms_audit::lake::table::Location;
+use kms_audit_generate::{GenConfig, generate_tree};
+use serde_json::Value;
+
+use crate::aws::S3Env;
+
+pub const FIXTURE_PY: &str = include_str!("digest_fixture.py");
+const BUCKET: &str = "org-trail-logs";
+
+struct Signed {
+    _tmp: tempfile::TempDir,
+    tree: PathBuf,
+    keys: PublicKeys,
+    /// Each digest written: key, signature, logs listed.
+    digests: Vec<Value>,
+    logs: usize,
+}
+
+/// A 2-account, 2-region tree of `hours` hours (4 logs an hour each) with digests.
+fn signed_tree(hours: u32, extra: &[&str]) -> Option<Signed> {
+    let python = crate::lake::python()?;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tree = tmp.path().join("trail");
+    let m = generate_tree(
+        &GenConfig {
+            hours,
+            kms_per_hour: 6,
+            files_per_hour: 4,
+            accounts: 2,
+            regions: vec!["us-east-1".into(), "eu-west-1".into()],
+            incidents: false,
+            digests: false,
+            ..GenConfig::default()
+        },
+        &tree,
+    )
+    .expect("generate");
+    let keys_path = tmp.path().join("keys.json");
+    let o = std::process::Command::new(python)
+        .arg("-c")
+        .arg(FIXTURE_PY)
+        .arg(&tree)
+        .arg(&keys_path)
+        .arg(BUCKET)
+        .args(extra)
+        .output()
+        .expect("run python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let digests: Vec<Value> = serde_json::from_slice(&o.stdout).expect("manifest");
+    let keys =
+        PublicKeys::from_json(&std::fs::read_to_string(&keys_path).expect("keys")).expect("keys");
+    Some(Signed {
+        _tmp: tmp,
+        tree,
+        keys,
+        digests,
+        logs: m.log_files.len(),
+    })
+}
+
+fn from_tree(tree: &Path, keys: &PublicKeys) -> Verification {
+    let (objects, _) = local_sources(&[tree.to_path_buf()]).expect("sources");
+    verify(&evidence_from_sources(&objects), keys, Window::default())
+}
+
+/// Ingests the tree into a fresh lake, then judges what the lake recorded, with the tree
+/// and the lake's event data gone: the lake path reads only `digests` and `objects`.
+fn from_lake(tree: &Path, keys: &PublicKeys) -> Verification {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
+    let (objects, _) = local_sources(&[tree.to_path_buf()]).expect("sources");
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+    let moved = tmp.path().join("tree-gone");
+    std::fs::rename(tree, &moved).expect("hide tree");
+    std::fs::remove_dir_all(tmp.path().join("lake/kms_events")).expect("drop events");
+    let loc = Location::local(lake.root()).expect("loc");
+    let ev = loc
+        .block_on(evidence_from_lake(&loc, Window::default()))
+        .expect("runtime")
+        .expect("evidence");
+    std::fs::rename(&moved, tree).expect("restore tree");
+    verify(&ev, keys, Window::default())
+}
+
+fn failures(v: &Verification) -> BTreeSet<(String, String)> {
+    v.findings
+        .iter()
+        .filter(|f| f.kind.is_failure())
+        .map(|f| (f.kind.as_str().to_owned(), f.object.clone()))
+        .collect()
+}
+
+fn key_of(tree: &Path, path: &Path) -> String {
+    path.strip_prefix(tree)
+        .expect("in tree")
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+fn log_paths(tree: &Path) -> Vec<PathBuf> {
+    let (objects, _) = local_sources(&[tree.to_path_buf()]).expect("sources");
+    objects
+        .iter()
+        .filter(|o| o.uri().contains("/CloudTrail/"))
+        .map(|o| o.path().to_path_buf())
+        .collect()
+}
+
+fn rewrite_gz(path: &Path, f: impl FnOnce(String) -> String) {
+    let raw = std::fs::read(path).expect("read");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text)
+        .expect("gunzip");
+    std::fs::write(path, crate::gz(f(text).as_bytes())).expect("write");
+}
+
+#[test]
+fn signed_trees_verify_with_rotated_keys_and_the_lake_agrees() {
+    let Some(s) = signed_tree(8, &["--rotate-after", "4"]) else {
+        return;
+    };
+    assert_eq!(s.keys.len(), 2, "two fingerprints");
+    let tree = from_tree(&s.tree, &s.keys);
+    assert_eq!(tree.findings, vec![], "{:#?}", tree.findings);
+    assert!(!tree.failed());
+    assert_eq!(tree.summary.digests as usize, s.digests.len());
+    assert_eq!(tree.summary.digests_valid as usize, s.digests.len());
+    assert_eq!(tree.summary.logs as usize, s.logs);
+    assert_eq!(tree.summary.logs_verified as usize, s.logs);
+    assert_eq!(
+        s.digests
+            .iter()
+            .map(|d| d["logs"].as_u64().unwrap_or(0))
+            .sum::<u64>() as usize,
+        s.logs,
+        "every log is listed once"
+    );
+    let lake = from_lake(&s.tree, &s.keys);
+    assert_eq!(lake, tree);
+
+    // Another key set: every digest names an unknown fingerprint.
+    let other = PublicKeys::from_json(
+        r#"{"PublicKeyList":[{"Value":"MAA=","Fingerprint":"00000000000000000000000000000000"}]}"#,
+    )
+    .expect("keys");
+    let v = from_tree(&s.tree, &other);
+    assert_eq!(
+        v.summary.findings.get("digest_key_unknown").copied(),
+        Some(s.digests.len() as u64)
+    );
+    assert!(v.failed());
+}
+
+#[test]
+fn five_tamperings_are_each_named_by_the_tree_and_the_lake_and_nothing_else() {
+    let Some(s) = signed_tree(24, &[]) else {
+        return;
+    };
+    assert!(s.logs >= 280, "{} logs", s.logs);
+    let logs = log_paths(&s.tree);
+    let pick = |n: usize| logs[n * logs.len() / 7].clone();
+    let mut want = BTreeSet::new();
+
+    // 1. A log modified (still a valid log: an event name changed).
+    let modified = pick(1);
+    rewrite_gz(&modified, |t| {
+        t.replacen("\"Decrypt\"", "\"Encrypt\"", 1).replacen(
+            "\"eventVersion\"",
+            "\"eventVersion\" ",
+            1,
+        )
+    });
+    want.insert((
+        "log_modified".to_owned(),
+        format!("s3://{BUCKET}/{}", key_of(&s.tree, &modified)),
+    ));
+    // 2. A log deleted.
+    let deleted = pick(2);
+    std::fs::remove_file(&deleted).expect("delete log");
+    want.insert((
+        "log_missing".to_owned(),
+        format!("s3://{BUCKET}/{}", key_of(&s.tree, &deleted)),
+    ));
+    // 3. A forged log beside a real one, stamped inside a covered hour.
+    let model = pick(3);
+    let name = model
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let (head, _) = name.rsplit_once('_').expect("unique part");
+    let forged = model.with_file_name(format!("{head}_F0rg3dF0rg3dF0rg.json.gz"));
+    std::fs::copy(&model, &forged).expect("forge");
+    want.insert((
+        "log_not_in_digest".to_owned(),
+        LocalFile::new(&forged).uri().to_owned(),
+    ));
+    // 4. A digest deleted mid-chain (with its signature file).
+    let digest_key = |i: usize| s.digests[i]["key"].as_str().expect("key").to_owned();
+    let gone = digest_key(5);
+    std::fs::remove_file(s.tree.join(&gone)).expect("delete digest");
+    std::fs::remove_file(s.tree.join(format!("{gone}.signature"))).expect("delete sig");
+    want.insert(("digest_missing".to_owned(), format!("s3://{BUCKET}/{gone}")));
+    // 5. A digest edited without re-signing: one listed hash changed.
+    let edited = digest_key(s.digests.len() / 2 + 3);
+    rewrite_gz(&s.tree.join(&edited), |t| {
+        let at = t.find("\"hashValue\":\"").expect("a listed log") + 13;
+        let flipped = if &t[at..at + 1] == "0" { "1" } else { "0" };
+        format!("{}{flipped}{}", &t[..at], &t[at + 1..])
+    });
+    want.insert((
+        "digest_signature_invalid".to_owned(),
+        format!("s3://{BUCKET}/{edited}"),
+    ));
+    // The next digest records the edited one's SHA-256.
+    want.insert((
+        "digest_chain_broken".to_owned(),
+        format!("s3://{BUCKET}/{edited}"),
+    ));
+
+    let tree = from_tree(&s.tree, &s.keys);
+    assert_eq!(failures(&tree), want, "{:#?}", tree.findings);
+    assert!(tree.failed());
+    // Nothing unprovable either: the newest digests carry signature files.
+    assert!(
+        tree.findings.iter().all(|f| f.kind.is_failure()),
+        "{:#?}",
+        tree.findings
+    );
+    // Logs listed by the deleted and the edited digests are unverified, not blamed.
+    let listed_there: u64 = [5, s.digests.len() / 2 + 3]
+        .iter()
+        .map(|&i| s.digests[i]["logs"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(listed_there > 0);
+    let sum = &tree.summary;
+    assert_eq!(
+        sum.logs_verified + 2 + listed_there,
+        s.logs as u64,
+        "{sum:?}"
+    );
+    // Present: all but the deleted one, plus the forged one.
+    assert_eq!(sum.logs, s.logs as u64);
+    assert_eq!(sum.logs_unverified, listed_there, "{sum:?}");
+    assert_eq!(sum.logs_failed, 2);
+
+    let lake = from_lake(&s.tree, &s.keys);
+    assert_eq!(lake.findings, tree.findings);
+    assert_eq!(lake.summary, tree.summary);
+}
+
+#[test]
+fn without_signature_files_the_chain_proves_all_but_its_newest_digest() {
+    let Some(s) = signed_tree(4, &["--no-signature-files"]) else {
+        return;
+    };
+    let v = from_tree(&s.tree, &s.keys);
+    // Two accounts by two regions: four chains, each with a first digest (previous
+    // `null`, verified from the next one's record) and a newest (nothing to verify).
+    let chains = 4;
+    assert_eq!(v.summary.digests_unverifiable, chains, "{:#?}", v.findings);
+    assert_eq!(v.summary.digests_valid as usize, s.digests.len() - 4);
+    assert!(!v.failed(), "{:#?}", v.findings);
+    let unverifiable: BTreeSet<&str> = v
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.kind, Kind::DigestUnverifiable);
+            f.object.as_str()
+        })
+        .collect();
+    assert_eq!(unverifiable.len(), 4);
+}
+
+#[test]
+fn digests_in_s3_are_verified_with_their_metadata_signatures() {
+    let Some(env) = S3Env::connect() else { return };
+    let Some(s) = signed_tree(3, &["--no-signature-files"]) else {
+        return;
+    };
+    let bucket = env.bucket("trail");
+    let signatures: std::collections::HashMap<String, String> = s
+        .digests
+        .iter()
+        .map(|d| {
+            (
+                d["key"].as_str().unwrap_or_default().to_owned(),
+                d["signature"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    // The newest digest of one chain gets a wrong signature.
+    let newest = s.digests.last().expect("digests")["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    for entry in walkdir::WalkDir::new(&s.tree) {
+        let entry = entry.expect("walk");
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let key = key_of(&s.tree, entry.path());
+        let mut put = env
+            .aws
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(std::fs::read(entry.path()).expect("read").into());
+        if let Some(sig) = signatures.get(&key) {
+            let sig = if key == newest {
+                sig.chars().rev().collect()
+            } else {
+                sig.clone()
+            };
+            put = put
+                .metadata("signature", sig)
+                .metadata("signature-algorithm", "SHA256withRSA");
+        }
+        env.rt.block_on(put.send()).expect("put");
+    }
+    let (objects, _) = env
+        .rt
+        .block_on(kms_audit::s3::s3_sources(
+            &env.aws,
+            &kms_audit::s3::S3Uri::parse(&format!("s3://{bucket}/")).expect("uri"),
+        ))
+        .expect("list");
+    let ev = {
+        let _guard = env.rt.enter();
+        evidence_from_sources(&objects)
+    };
+    // S3's own bucket name differs from the one CloudTrail signed: the signed string uses
+    // the digest's own `digestS3Bucket`, so signatures still verify.
+    let v = verify(&ev, &s.keys, Window::default());
+    assert_eq!(
+        failures(&v),
+        BTreeSet::from([(
+            "digest_signature_invalid".to_owned(),
+            format!("s3://{BUCKET}/{newest}")
+        )]),
+        "{:#?}",
+        v.findings
+    );
+    assert_eq!(v.summary.digests_valid as usize, s.digests.len() - 1);
+    assert_eq!(
+        v.summary.logs_verified as usize + v.summary.logs_unverified as usize,
+        s.logs
+    );
+
+    // Ingest records the metadata signatures in `digests`; the lake path agrees.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
+    let run = {
+        let _guard = env.rt.enter();
+        ingest_all(&objects, &lake, &|_| {}).expect("ingest")
+    };
+    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+    assert_eq!(run.digests as usize, s.digests.len());
+    let loc = Location::local(lake.root()).expect("loc");
+    let from_lake = loc
+        .block_on(evidence_from_lake(&loc, Window::default()))
+        .expect("runtime")
+        .expect("evidence");
+    assert_eq!(verify(&from_lake, &s.keys, Window::default()), v);
+}
