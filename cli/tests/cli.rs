@@ -406,3 +406,151 @@ fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
     assert!(stderr(&o).contains("nope") && stderr(&o).contains("unknown command \\x"));
     assert!(stdout(&o).contains("| 1 "), "{}", stdout(&o));
 }
+
+/// `verify` on a tree and on the lake: exit codes, JSON lines, the summary, plain text.
+#[test]
+fn verify_names_a_modified_log_on_the_tree_and_the_lake_and_exits_1() {
+    let Ok(python) = std::env::var("KMS_AUDIT_TEST_PYTHON") else {
+        assert!(
+            std::env::var_os("KMS_AUDIT_CI").is_none(),
+            "needs KMS_AUDIT_TEST_PYTHON (cryptography): run scripts/test"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let generated = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "trail",
+            "--hours",
+            "3",
+            "--accounts",
+            "1",
+            "--regions",
+            "us-east-1",
+            "--kms-per-hour",
+            "10",
+            "--no-digests",
+        ],
+        dir,
+    );
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let fixture = std::process::Command::new(python)
+        .arg("-c")
+        .arg(include_str!("../../tests/it/digest_fixture.py"))
+        .args(["trail", "keys.json", "trail-bucket"])
+        .current_dir(dir)
+        .output()
+        .expect("python");
+    assert!(fixture.status.success(), "{}", stderr(&fixture));
+
+    let clean = kms_audit(&["verify", "trail", "--public-keys", "keys.json"], dir);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    assert!(
+        stdout(&clean).contains("integrity verified"),
+        "{}",
+        stdout(&clean)
+    );
+    let ingested = kms_audit(&["ingest", "trail", "--json"], dir);
+    assert!(ingested.status.success(), "{}", stderr(&ingested));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&ingested).trim()).expect("json");
+    assert!(summary["digests"].as_u64().unwrap_or(0) >= 3, "{summary}");
+
+    // Modify one log after ingest: the tree sees it now, the lake when it is ingested.
+    let log = walkdir::WalkDir::new(dir.join("trail"))
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_file() && e.path().to_string_lossy().contains("/CloudTrail/"))
+        .expect("a log")
+        .into_path();
+    let mut bytes = std::fs::read(&log).expect("read");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .expect("gunzip");
+    std::io::Write::write_all(
+        &mut gz,
+        text.replacen("\"Records\"", "\"Records\" ", 1).as_bytes(),
+    )
+    .expect("gz");
+    bytes = gz.finish().expect("gz");
+    std::fs::write(&log, bytes).expect("write");
+
+    let tree = kms_audit(
+        &["verify", "trail", "--public-keys", "keys.json", "--json"],
+        dir,
+    );
+    assert_eq!(tree.status.code(), Some(1), "{}", stderr(&tree));
+    let lines: Vec<serde_json::Value> = stdout(&tree)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let (summary, findings) = lines.split_last().expect("lines");
+    assert_eq!(findings.len(), 1, "{lines:?}");
+    let f = &findings[0];
+    assert_eq!(f["kind"], "log_modified");
+    let key = log
+        .strip_prefix(dir.join("trail"))
+        .expect("rel")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(f["object"], format!("s3://trail-bucket/{key}"));
+    assert!(
+        f["digest"]
+            .as_str()
+            .is_some_and(|d| d.contains("CloudTrail-Digest")),
+        "{f}"
+    );
+    assert!(
+        f["detail"].as_str().is_some_and(|d| d.contains("SHA-256")),
+        "{f}"
+    );
+    assert_eq!(summary["summary"]["failures"], 1);
+
+    // The lake ingested the original: it verifies until the modified copy is ingested
+    // as a new object (here, from another directory holding the same key).
+    let lake_ok = kms_audit(&["verify", "--public-keys", "keys.json"], dir);
+    assert_eq!(lake_ok.status.code(), Some(0), "{}", stdout(&lake_ok));
+    let fresh = kms_audit(&["ingest", "trail", "--lake", "lake2"], dir);
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    let lake = kms_audit(
+        &[
+            "verify",
+            "--lake",
+            "lake2",
+            "--public-keys",
+            "keys.json",
+            "--json",
+        ],
+        dir,
+    );
+    assert_eq!(lake.status.code(), Some(1), "{}", stderr(&lake));
+    assert_eq!(stdout(&lake), stdout(&tree));
+    let text = kms_audit(
+        &["verify", "--lake", "lake2", "--public-keys", "keys.json"],
+        dir,
+    );
+    assert!(
+        stdout(&text).starts_with("log_modified\ts3://trail-bucket/"),
+        "{}",
+        stdout(&text)
+    );
+    assert!(
+        stdout(&text).contains("INTEGRITY FAILED"),
+        "{}",
+        stdout(&text)
+    );
+
+    // Keys that are not the list-public-keys JSON: an error (2), not a verdict.
+    std::fs::write(dir.join("bad.json"), "{}").expect("write");
+    let bad = kms_audit(&["verify", "trail", "--public-keys", "bad.json"], dir);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("list-public-keys"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -41,6 +41,23 @@ fn schema_doc_documents_every_column_with_its_type() {
             f.name()
         );
     }
+    // The digests table likewise (a row may name several columns).
+    let digests = doc
+        .split("# The `digests` table")
+        .nth(1)
+        .expect("docs/schema.md documents the digests table");
+    for f in kms_audit::integrity::lake::digests_schema().fields() {
+        let row = digests
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`{}`", f.name())))
+            .unwrap_or_else(|| panic!("no row for digests.{}", f.name()));
+        assert_eq!(
+            row.contains("NOT NULL"),
+            !f.is_nullable(),
+            "digests.{}",
+            f.name()
+        );
+    }
 }
 
 #[test]

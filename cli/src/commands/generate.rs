@@ -31,6 +31,9 @@ pub struct Args {
     /// Do not plant incidents
     #[arg(long)]
     no_incidents: bool,
+    /// Write no digest or Insights files (only logs)
+    #[arg(long)]
+    no_digests: bool,
     /// Write the manifest (files, counts per event name, incidents) to this file
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -45,6 +48,7 @@ pub fn run(args: Args) -> Result<i32> {
         kms_per_hour: args.kms_per_hour,
         noise_per_kms: args.noise,
         incidents: !args.no_incidents,
+        digests: !args.no_digests,
         ..GenConfig::default()
     };
     let out = &args.out;
