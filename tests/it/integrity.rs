@@ -378,3 +378,80 @@ fn digests_in_s3_are_verified_with_their_metadata_signatures() {
         .expect("evidence");
     assert_eq!(verify(&from_lake, &s.keys, Window::default()), v);
 }
+
+/// What the scheduled detect run does: judge the digests that arrived since the last
+/// check, alert once per tampering (critical), and alert account-regions whose digests
+/// stopped (high).
+#[test]
+fn scheduled_checks_alert_once_per_tampering_and_when_digests_stop() {
+    use kms_audit::detect::{DetectState, Severity};
+    use kms_audit::integrity::alerts::{RULE_ID, check_with_state};
+    let Some(s) = signed_tree(6, &[]) else {
+        return;
+    };
+    let modified = log_paths(&s.tree)[5].clone();
+    rewrite_gz(&modified, |t| t.replacen("\"Records\"", "\"Records\" ", 1));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
+    let (objects, _) = local_sources(std::slice::from_ref(&s.tree)).expect("sources");
+    ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    let newest = s
+        .digests
+        .iter()
+        .filter_map(|d| kms_audit::integrity::DigestName::parse(d["key"].as_str()?)?.end)
+        .max()
+        .expect("digests");
+    let ctx = kms_audit::sql::open_local(lake.root()).expect("open");
+    let mut state = DetectState::default();
+    let check = |now: i64, state: &mut DetectState| {
+        crate::rt()
+            .block_on(check_with_state(
+                &ctx,
+                &s.keys,
+                Window::default(),
+                now,
+                Some(state),
+            ))
+            .expect("check")
+    };
+    let first = check(newest + 1_800_000_000, &mut state);
+    assert_eq!(first.alerts.len(), 1, "{:#?}", first.alerts);
+    let a = &first.alerts[0];
+    assert_eq!(a.rule_id, RULE_ID);
+    assert_eq!(a.severity, Severity::Critical);
+    assert!(
+        a.summary.starts_with("log_modified: s3://"),
+        "{}",
+        a.summary
+    );
+    assert!(
+        a.summary.contains(&key_of(&s.tree, &modified)),
+        "{}",
+        a.summary
+    );
+    assert_eq!(first.verification.summary.digests as usize, s.digests.len());
+    assert!(state.digests_ingested_at.is_some());
+
+    // Nothing arrived since: nothing judged, nothing raised again.
+    let again = check(newest + 1_800_000_000, &mut state);
+    assert_eq!(again.window, None);
+    assert_eq!(again.alerts, vec![]);
+
+    // Three hours later with no new digest: every account-region's digests stopped.
+    let later = check(newest + 3 * 3_600_000_000, &mut state);
+    assert_eq!(later.alerts.len(), 4, "{:#?}", later.alerts);
+    assert!(
+        later
+            .alerts
+            .iter()
+            .all(|a| a.severity == Severity::High && a.summary.starts_with("digests_stopped"))
+    );
+    let regions: BTreeSet<(Option<String>, Option<String>)> = later
+        .alerts
+        .iter()
+        .map(|a| (a.account_id.clone(), a.aws_region.clone()))
+        .collect();
+    assert_eq!(regions.len(), 4);
+    // Reported once per gap.
+    assert_eq!(check(newest + 4 * 3_600_000_000, &mut state).alerts, vec![]);
+}

@@ -42,6 +42,11 @@ pub struct Args {
     /// unchanged, so the alerts are sent again next run
     #[arg(long = "sink")]
     pub sinks: Vec<String>,
+    /// Also check CloudTrail log-file integrity (rule `log_integrity`): the digests
+    /// recorded since the last run, with the keys of this `aws cloudtrail
+    /// list-public-keys` JSON, and account-regions whose digests stopped
+    #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE")]
+    pub public_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,16 +102,54 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     } else {
         None
     };
+    let keys = args
+        .public_keys
+        .as_deref()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kms_audit::integrity::PublicKeys::from_json(&text)
+                .with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
     let loc = lake.store.location()?;
     (opts.lake_version, opts.arrived) =
         rt.block_on(kms_audit::detect::arrivals(&ctx, &loc, state.as_ref()))?;
-    let Some((window, alerts)) = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))? else {
+    let judged = rt.block_on(evaluate(&ctx, &rules, &opts, state.as_mut()))?;
+    let mut integrity = Vec::new();
+    if let Some(keys) = &keys {
+        let explicit = kms_audit::integrity::Window { since, until };
+        let check = rt.block_on(kms_audit::integrity::alerts::check_with_state(
+            &ctx,
+            keys,
+            explicit,
+            kms_audit::time::now_micros(),
+            state.as_mut(),
+        ))?;
+        let s = &check.verification.summary;
         eprintln!(
-            "no events to judge in {} (an empty lake, or nothing new since the last run)",
-            args.lake.lake
+            "log_integrity: {} digests judged ({} valid, {} failed, {} missing), {} logs verified: {} alert(s)",
+            s.digests,
+            s.digests_valid,
+            s.digests_failed,
+            s.digests_missing,
+            s.logs_verified,
+            check.alerts.len()
         );
-        return Ok((rules, Vec::new()));
+        integrity = check.alerts;
+    }
+    let (window, mut alerts) = match judged {
+        Some((window, alerts)) => (Some(window), alerts),
+        None => {
+            eprintln!(
+                "no events to judge in {} (an empty lake, or nothing new since the last run)",
+                args.lake.lake
+            );
+            (None, Vec::new())
+        }
     };
+    alerts.extend(integrity);
+    kms_audit::detect::sort_alerts(&mut alerts);
     // Deliver before remembering: if a sink fails, the state is left as it was and the
     // next run sends these alerts again (at least once, never silently dropped).
     let failures = deliver_all(&sinks, &alerts, 3, std::time::Duration::from_millis(500));
@@ -123,6 +166,9 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     if let Some(st) = &state {
         st.save(lake.store.as_ref())?;
     }
+    let Some(window) = window else {
+        return Ok((rules, alerts));
+    };
     if window.baselines_since > window.since {
         eprintln!(
             "first run: signature rules judged every event; baseline rules learned from {} .. {} and judged from there",

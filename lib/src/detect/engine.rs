@@ -115,6 +115,10 @@ pub struct DetectState {
     pub high_water_mark: Option<i64>,
     /// dedup_key → last_seen (microseconds) of the incident as last reported.
     pub incidents: BTreeMap<String, i64>,
+    /// The newest `ingested_at` of the `digests` rows the last integrity check judged:
+    /// the next one judges the digests recorded after it.
+    #[serde(default)]
+    pub digests_ingested_at: Option<i64>,
 }
 
 /// Where a lake keeps its detection state (`/`-separated, inside the lake).
@@ -309,10 +313,15 @@ pub async fn run_rules(
             alerts.extend(run_rule(ctx, rule).await?);
         }
     }
+    sort_alerts(&mut alerts);
+    Ok(alerts)
+}
+
+/// Most severe first, then by first seen and rule.
+pub fn sort_alerts(alerts: &mut [Alert]) {
     alerts.sort_by(|a, b| {
         (a.severity, &a.first_seen, &a.rule_id).cmp(&(b.severity, &b.first_seen, &b.rule_id))
     });
-    Ok(alerts)
 }
 
 async fn run_rule(ctx: &SessionContext, rule: &Rule) -> Result<Vec<Alert>, DetectError> {
@@ -506,6 +515,26 @@ pub fn suppress_reported(
     state: &mut DetectState,
     window: Window,
 ) -> Vec<Alert> {
+    let fresh = only_new_incidents(alerts, rules, state);
+    state.high_water_mark = Some(
+        state
+            .high_water_mark
+            .unwrap_or(window.until)
+            .max(window.until),
+    );
+    // Forget incidents older than any dedup window can reach.
+    let horizon = window.until - 90 * DAY_MICROS;
+    state.incidents.retain(|_, last| *last >= horizon);
+    fresh
+}
+
+/// The alerts whose incidents the state has not reported (within their rule's dedup
+/// window; a day for alerts of no rule, such as `log_integrity`), recording them.
+pub fn only_new_incidents(
+    alerts: Vec<Alert>,
+    rules: &[Rule],
+    state: &mut DetectState,
+) -> Vec<Alert> {
     let windows: BTreeMap<&str, i64> = rules
         .iter()
         .map(|r| {
@@ -534,14 +563,5 @@ pub fn suppress_reported(
             fresh.push(a);
         }
     }
-    state.high_water_mark = Some(
-        state
-            .high_water_mark
-            .unwrap_or(window.until)
-            .max(window.until),
-    );
-    // Forget incidents older than any dedup window can reach.
-    let horizon = window.until - 90 * DAY_MICROS;
-    state.incidents.retain(|_, last| *last >= horizon);
     fresh
 }

@@ -27,6 +27,8 @@ pub struct DigestName {
     /// `YYYY-MM-DD` from the path.
     pub date: String,
     pub trail: String,
+    /// The end of its period, from the stamp in its name.
+    pub end: Option<i64>,
     /// The key from `AWSLogs/` on.
     pub canonical: String,
 }
@@ -57,11 +59,27 @@ impl DigestName {
         }
         let date = format!("{y}-{m}-{d}");
         crate::time::parse_time_arg(&date, 0).ok()?;
+        let end = (|| {
+            let sec = if stamp.len() == 16 {
+                &stamp[13..15]
+            } else {
+                "00"
+            };
+            crate::time::parse_event_time(&format!(
+                "{}-{}-{}T{}:{}:{sec}Z",
+                stamp.get(0..4)?,
+                stamp.get(4..6)?,
+                stamp.get(6..8)?,
+                stamp.get(9..11)?,
+                stamp.get(11..13)?
+            ))
+        })();
         Some(DigestName {
             account: account.to_owned(),
             region: region.to_owned(),
             date,
             trail: trail.to_owned(),
+            end,
             canonical: canonical.to_owned(),
         })
     }
@@ -300,6 +318,10 @@ mod tests {
         assert_eq!(n.region, "eu-west-1");
         assert_eq!(n.trail, "org_trail");
         assert_eq!(n.date, "2026-11-01");
+        assert_eq!(
+            n.end.map(crate::time::format_micros).as_deref(),
+            Some("2026-11-01T13:05:12Z")
+        );
         assert!(n.canonical.starts_with("AWSLogs/o-abc123/"));
         for bad in [
             "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/111122223333_CloudTrail_eu-west-1_20261101T1305Z_abc.json.gz",

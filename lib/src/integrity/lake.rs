@@ -209,6 +209,14 @@ fn date_filter(column: &str, window: Window) -> String {
 /// `objects`, for the window's dates (and a day either side). Reads those two tables only.
 pub async fn evidence_from_lake(loc: &Location, window: Window) -> Result<Evidence, QueryError> {
     let ctx = crate::sql::open(loc, &AsOf::Latest).await?;
+    evidence_from_ctx(&ctx, window).await
+}
+
+/// [`evidence_from_lake`] from a session over the lake ([`crate::sql::open`]).
+pub async fn evidence_from_ctx(
+    ctx: &datafusion::prelude::SessionContext,
+    window: Window,
+) -> Result<Evidence, QueryError> {
     let digest_cols = digests_fields(false)
         .iter()
         .map(|f| match f.data_type() {

@@ -14,6 +14,7 @@
 //! is covered by trustworthy digests. A log whose only digest is missing or fails is
 //! *unverified* (counted), never blamed: the digest is.
 
+pub mod alerts;
 pub mod digest;
 pub mod keys;
 pub mod lake;
@@ -190,7 +191,7 @@ enum Status {
 }
 
 /// The stamp of a log file name (`YYYYMMDDTHHmmZ`) in microseconds.
-fn log_stamp(name: &ObjectName) -> Option<i64> {
+pub(crate) fn log_stamp(name: &ObjectName) -> Option<i64> {
     let s = &name.stamp;
     let text = format!(
         "{}-{}-{}T{}:{}:00Z",
