@@ -455,3 +455,68 @@ fn scheduled_checks_alert_once_per_tampering_and_when_digests_stop() {
     // Reported once per gap.
     assert_eq!(check(newest + 4 * 3_600_000_000, &mut state).alerts, vec![]);
 }
+
+/// The scheduled detect Lambda on moto: a tampered S3 trail ingested into an S3 lake
+/// raises critical `log_integrity` alerts on SNS, once. The keys are given: moto does not
+/// implement `cloudtrail:ListPublicKeys`, which the deployed function calls instead.
+#[test]
+fn the_detect_lambda_publishes_integrity_alerts_once() {
+    use crate::detect_fn::{drain, invoke, scheduled_event, topic_with_queue};
+    use ::detect_fn::{Detector, PublicKeysSource};
+    use kms_audit::detect::sinks::AwsSinkSpec;
+    let Some(env) = S3Env::connect() else { return };
+    let Some(s) = signed_tree(3, &[]) else {
+        return;
+    };
+    let logs = log_paths(&s.tree);
+    std::fs::remove_file(&logs[2]).expect("delete a log");
+    let trail = env.bucket("trail");
+    env.upload_tree(&trail, "", &s.tree);
+    let uri =
+        kms_audit::s3::S3Uri::parse(&format!("s3://{}/lake", env.bucket("lake"))).expect("uri");
+    let (objects, _) = env
+        .rt
+        .block_on(kms_audit::s3::s3_sources(
+            &env.aws,
+            &kms_audit::s3::S3Uri::parse(&format!("s3://{trail}/")).expect("uri"),
+        ))
+        .expect("list");
+    let lake = env.lake(&uri);
+    let run = {
+        let _guard = env.rt.enter();
+        ingest_all(&objects, &lake, &|_| {}).expect("ingest")
+    };
+    assert_eq!(run.digests as usize, s.digests.len());
+    let (topic, queue) = topic_with_queue(&env, &format!("integrity-{}", std::process::id()));
+    let detector = {
+        let _guard = env.rt.enter();
+        Detector::new(env.aws.clone(), &uri, vec![AwsSinkSpec::Sns(topic)], vec![])
+            .expect("detector")
+            .with_public_keys(PublicKeysSource::Given(s.keys.clone()))
+    };
+    let out = invoke(&env, &detector, scheduled_event()).expect("run");
+    let alerts = drain(&env, &queue);
+    assert_eq!(out["alerts"].as_u64(), Some(alerts.len() as u64));
+    let integrity: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule_id"] == "log_integrity" && a["severity"] == "critical")
+        .collect();
+    assert_eq!(integrity.len(), 1, "{alerts:#?}");
+    let missing = format!("log_missing: s3://{BUCKET}/{}", key_of(&s.tree, &logs[2]));
+    assert!(
+        integrity[0]["summary"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&missing)),
+        "{:#}",
+        integrity[0]
+    );
+    // The digests ended long before now: each account-region's gap is alerted (high).
+    let gaps = alerts
+        .iter()
+        .filter(|a| a["rule_id"] == "log_integrity" && a["severity"] == "high")
+        .count();
+    assert_eq!(gaps, 4, "{alerts:#?}");
+    let again = invoke(&env, &detector, scheduled_event()).expect("run");
+    assert_eq!(again["alerts"], 0);
+    assert!(drain(&env, &queue).is_empty());
+}

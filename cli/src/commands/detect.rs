@@ -43,10 +43,10 @@ pub struct Args {
     #[arg(long = "sink")]
     pub sinks: Vec<String>,
     /// Also check CloudTrail log-file integrity (rule `log_integrity`): the digests
-    /// recorded since the last run, with the keys of this `aws cloudtrail
-    /// list-public-keys` JSON, and account-regions whose digests stopped
-    #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE")]
-    pub public_keys: Option<PathBuf>,
+    /// recorded since the last run, and account-regions whose digests stopped. The keys:
+    /// a file of `aws cloudtrail list-public-keys` JSON, or `aws` to ask CloudTrail
+    #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE|aws")]
+    pub public_keys: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -75,7 +75,8 @@ pub fn rules(dir: Option<&Path>) -> Result<Vec<Rule>> {
 /// Runs the rules and delivers to the sinks; returns the rules and the alerts that are new
 /// (not already reported).
 pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
-    let any_aws = args.sinks.iter().any(|s| AwsSinkSpec::parse(s).is_some());
+    let any_aws = args.sinks.iter().any(|s| AwsSinkSpec::parse(s).is_some())
+        || args.public_keys.as_deref() == Some("aws");
     let lake = crate::lake::Lake::open(&args.lake.lake, any_aws)?;
     let rules = rules(args.rules.as_deref())?;
     let rt = &lake.rt;
@@ -102,16 +103,21 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     } else {
         None
     };
-    let keys = args
-        .public_keys
-        .as_deref()
-        .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kms_audit::integrity::PublicKeys::from_json(&text)
-                .with_context(|| format!("reading {}", path.display()))
-        })
-        .transpose()?;
+    let keys = match (args.public_keys.as_deref(), lake.aws.as_ref()) {
+        (None, _) => None,
+        (Some("aws"), Some(aws)) => {
+            let (regions, span) = rt.block_on(kms_audit::integrity::alerts::key_scope(&ctx))?;
+            Some(match span {
+                None => kms_audit::integrity::PublicKeys::default(),
+                Some((start, end)) => rt
+                    .block_on(kms_audit::integrity::keys::list_public_keys(
+                        aws, &regions, start, end,
+                    ))
+                    .context("asking CloudTrail for its public keys")?,
+            })
+        }
+        (Some(path), _) => Some(super::verify::keys_file(Path::new(path))?),
+    };
     let loc = lake.store.location()?;
     (opts.lake_version, opts.arrived) =
         rt.block_on(kms_audit::detect::arrivals(&ctx, &loc, state.as_ref()))?;

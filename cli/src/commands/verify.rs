@@ -18,9 +18,10 @@ pub struct Args {
     #[command(flatten)]
     pub lake: LakeArg,
     /// The JSON of `aws cloudtrail list-public-keys` (every key that signed the period's
-    /// digests)
+    /// digests). Default: ask CloudTrail (cloudtrail:ListPublicKeys in the trails' home
+    /// regions, for the digests' period) with the standard AWS credentials
     #[arg(long, value_name = "FILE")]
-    pub public_keys: std::path::PathBuf,
+    pub public_keys: Option<std::path::PathBuf>,
     /// Judge digests from this time on (RFC 3339, a date, or a span such as 7d)
     #[arg(long)]
     pub since: Option<String>,
@@ -34,10 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let text = std::fs::read_to_string(&args.public_keys)
-        .with_context(|| format!("reading {}", args.public_keys.display()))?;
-    let keys = PublicKeys::from_json(&text)
-        .with_context(|| format!("reading {}", args.public_keys.display()))?;
+    let from_file = args.public_keys.as_deref().map(keys_file).transpose()?;
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
     if let (Some(s), Some(u)) = (since, until)
         && s > u
@@ -45,6 +43,9 @@ pub fn run(args: Args) -> Result<i32> {
         bail!("--since is after --until");
     }
     let window = Window { since, until };
+    let rt = crate::lake::runtime()?;
+    let any_s3 = args.sources.iter().any(|s| kms_audit::s3::is_s3(s));
+    let mut aws = any_s3.then(|| rt.block_on(kms_audit::s3::Aws::load()));
     let ev = if args.sources.is_empty() {
         let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
         let loc = lake.store.location()?;
@@ -52,9 +53,6 @@ pub fn run(args: Args) -> Result<i32> {
             .block_on(kms_audit::integrity::lake::evidence_from_lake(&loc, window))
             .with_context(|| format!("reading the digests of {}", lake.location()))?
     } else {
-        let any_s3 = args.sources.iter().any(|s| kms_audit::s3::is_s3(s));
-        let rt = crate::lake::runtime()?;
-        let aws = any_s3.then(|| rt.block_on(kms_audit::s3::Aws::load()));
         let (objects, _) = super::ingest::sources(&args.sources, &rt, aws.as_ref())?;
         // Objects in S3 wait on the network more than on the CPU: more of them in flight.
         let threads = if any_s3 {
@@ -68,9 +66,33 @@ pub fn run(args: Args) -> Result<i32> {
         let _guard = rt.enter();
         pool.install(|| kms_audit::integrity::sources::evidence_from_sources(&objects))
     };
+    let keys = match from_file {
+        Some(keys) => keys,
+        None => {
+            let (regions, span) = ev.key_scope();
+            match span {
+                // No digest: nothing to ask for.
+                None => PublicKeys::default(),
+                Some((start, end)) => {
+                    let aws = aws.get_or_insert_with(|| rt.block_on(kms_audit::s3::Aws::load()));
+                    rt.block_on(kms_audit::integrity::keys::list_public_keys(
+                        aws, &regions, start, end,
+                    ))
+                    .context("no --public-keys: asking CloudTrail for its public keys")?
+                }
+            }
+        }
+    };
     let v = verify(&ev, &keys, window);
     print(&v, args.json)?;
     Ok(if v.failed() { 1 } else { 0 })
+}
+
+/// Reads a `list-public-keys` JSON file.
+pub fn keys_file(path: &std::path::Path) -> Result<PublicKeys> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    PublicKeys::from_json(&text).with_context(|| format!("reading {}", path.display()))
 }
 
 fn print(v: &Verification, json: bool) -> Result<()> {

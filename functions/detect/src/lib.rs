@@ -9,6 +9,11 @@
 //! `7d`) for a manual re-run over a past window; a scheduled event carries neither, and the
 //! window starts where the last run stopped (less the late-arrival margin).
 //!
+//! With `KMS_AUDIT_PUBLIC_KEYS=aws` it also checks CloudTrail log-file integrity (rule
+//! `log_integrity`): the digests ingested since the last run, with the keys
+//! `cloudtrail:ListPublicKeys` returns for the trails' home regions, and account-regions
+//! whose digests stopped for over 2 hours.
+//!
 //! Delivery is at least once: the state (`<lake>/state/detections.json`) is saved only after
 //! every sink accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
 //! the same alerts are sent again.
@@ -40,6 +45,17 @@ pub enum DetectFnError {
     Delivery(#[source] SinkError),
     #[error("the delivery task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Keys(#[from] kms_audit::integrity::keys::KeysError),
+}
+
+/// Where the integrity check gets CloudTrail's public keys.
+#[derive(Debug, Clone)]
+pub enum PublicKeysSource {
+    /// `cloudtrail:ListPublicKeys`.
+    Aws,
+    /// Keys known already.
+    Given(kms_audit::integrity::PublicKeys),
 }
 
 /// What a cold start builds: clients, the lake, the rules.
@@ -51,6 +67,8 @@ pub struct Detector {
     sinks: Vec<AwsSinkSpec>,
     trusted: Vec<String>,
     rules: Arc<Vec<Rule>>,
+    /// Log-file integrity is checked only with keys.
+    public_keys: Option<PublicKeysSource>,
 }
 
 impl Detector {
@@ -58,7 +76,17 @@ impl Detector {
         let uri = lambda_common::lake_from_env()?;
         let sinks = lambda_common::alert_sinks_from_env();
         let trusted = lambda_common::trusted_accounts_from_env();
-        Detector::new(Aws::load().await, &uri, sinks, trusted)
+        let d = Detector::new(Aws::load().await, &uri, sinks, trusted)?;
+        Ok(match std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() {
+            Ok("aws") => d.with_public_keys(PublicKeysSource::Aws),
+            _ => d,
+        })
+    }
+
+    /// Also check log-file integrity, with these keys.
+    pub fn with_public_keys(mut self, keys: PublicKeysSource) -> Detector {
+        self.public_keys = Some(keys);
+        self
     }
 
     /// Must run inside the tokio runtime (the lake keeps its handle).
@@ -75,6 +103,7 @@ impl Detector {
             sinks,
             trusted,
             rules: Arc::new(builtin_rules()?),
+            public_keys: None,
         })
     }
 
@@ -97,11 +126,59 @@ impl Detector {
             .map_err(kms_audit::sql::QueryError::from)?;
         (opts.lake_version, opts.arrived) =
             kms_audit::detect::arrivals(&ctx, &loc, Some(&state)).await?;
-        let Some((window, alerts)) = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?
-        else {
-            tracing::info!("no events to judge (an empty lake, or nothing new)");
-            return Ok(json!({"alerts": 0, "window": null}));
+        let judged = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?;
+        let integrity = match &self.public_keys {
+            None => None,
+            Some(source) => {
+                let keys = match source {
+                    PublicKeysSource::Given(k) => k.clone(),
+                    PublicKeysSource::Aws => {
+                        match kms_audit::integrity::alerts::key_scope(&ctx).await? {
+                            (_, None) => kms_audit::integrity::PublicKeys::default(),
+                            (regions, Some((start, end))) => {
+                                kms_audit::integrity::keys::list_public_keys(
+                                    &self.aws, &regions, start, end,
+                                )
+                                .await?
+                            }
+                        }
+                    }
+                };
+                let explicit = kms_audit::integrity::Window {
+                    since: opts.since,
+                    until: opts.until,
+                };
+                let check = kms_audit::integrity::alerts::check_with_state(
+                    &ctx,
+                    &keys,
+                    explicit,
+                    now,
+                    Some(&mut state),
+                )
+                .await?;
+                let s = &check.verification.summary;
+                tracing::info!(
+                    digests = s.digests,
+                    digests_valid = s.digests_valid,
+                    digests_failed = s.digests_failed,
+                    digests_missing = s.digests_missing,
+                    logs_verified = s.logs_verified,
+                    alerts = check.alerts.len(),
+                    "log integrity checked"
+                );
+                Some(check.alerts)
+            }
         };
+        let (window, mut alerts) = match (judged, &integrity) {
+            (Some((w, a)), _) => (Some(w), a),
+            (None, Some(_)) => (None, Vec::new()),
+            (None, None) => {
+                tracing::info!("no events to judge (an empty lake, or nothing new)");
+                return Ok(json!({"alerts": 0, "window": null}));
+            }
+        };
+        alerts.extend(integrity.unwrap_or_default());
+        kms_audit::detect::sort_alerts(&mut alerts);
         for a in &alerts {
             tracing::warn!(
                 rule_id = %a.rule_id,
@@ -141,16 +218,18 @@ impl Detector {
                 now / 1000
             )
         );
+        let window = window.map(|w| {
+            json!({"since": kms_audit::time::format_micros(w.since),
+                   "until": kms_audit::time::format_micros(w.until)})
+        });
         tracing::info!(
-            since = %kms_audit::time::format_micros(window.since),
-            until = %kms_audit::time::format_micros(window.until),
+            window = %window.clone().unwrap_or_default(),
             rules = self.rules.len(),
             alerts = alerts.len(),
             "detection done"
         );
         Ok(json!({
-            "window": {"since": kms_audit::time::format_micros(window.since),
-                       "until": kms_audit::time::format_micros(window.until)},
+            "window": window,
             "rules": self.rules.len(),
             "alerts": alerts.len(),
             "by_severity": by_severity,

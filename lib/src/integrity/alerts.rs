@@ -182,6 +182,38 @@ pub fn finding_alert(f: &Finding, now: i64) -> Alert {
     }
 }
 
+/// The home regions whose keys signed the lake's digests and the span of their periods:
+/// what to ask `cloudtrail:ListPublicKeys` for ([`super::keys::list_public_keys`]).
+pub async fn key_scope(
+    ctx: &SessionContext,
+) -> Result<(Vec<String>, Option<(i64, i64)>), QueryError> {
+    let span = ints(
+        ctx,
+        &format!(
+            "SELECT CAST(min(digest_start_time) AS BIGINT), CAST(max(digest_end_time) AS BIGINT) FROM {DIGESTS_TABLE}"
+        ),
+    )
+    .await?;
+    let span = match span.first().map(|r| (r[0], r[1])) {
+        Some((Some(a), Some(b))) => Some((a, b)),
+        _ => None,
+    };
+    let batches = ctx
+        .sql(&format!(
+            "SELECT DISTINCT home_region FROM {DIGESTS_TABLE} WHERE home_region IS NOT NULL ORDER BY 1"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut regions = Vec::new();
+    for b in &batches {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let c = arrow::array::AsArray::as_string::<i32>(&c);
+        regions.extend(c.iter().flatten().map(str::to_owned));
+    }
+    Ok((regions, span))
+}
+
 async fn ints(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<Option<i64>>>, QueryError> {
     use arrow::array::Array;
     let batches = ctx.sql(sql).await?.collect().await?;

@@ -27,6 +27,8 @@ pub struct DigestName {
     /// `YYYY-MM-DD` from the path.
     pub date: String,
     pub trail: String,
+    /// The trail's home region: its key signed the digest.
+    pub home_region: String,
     /// The end of its period, from the stamp in its name.
     pub end: Option<i64>,
     /// The key from `AWSLogs/` on.
@@ -52,7 +54,7 @@ impl DigestName {
         let rest = stem.strip_prefix(&format!("{account}_CloudTrail-Digest_{region}_"))?;
         // `<trail>_<home region>_<stamp>`: trail names may hold underscores, regions not.
         let (rest, stamp) = rest.rsplit_once('_')?;
-        let (trail, _home) = rest.rsplit_once('_')?;
+        let (trail, home) = rest.rsplit_once('_')?;
         // `YYYYMMDDTHHMMSSZ` (older digests and copies: `YYYYMMDDTHHMMZ`).
         if !matches!(stamp.len(), 14 | 16) || !stamp.ends_with('Z') || trail.is_empty() {
             return None;
@@ -79,6 +81,7 @@ impl DigestName {
             region: region.to_owned(),
             date,
             trail: trail.to_owned(),
+            home_region: home.to_owned(),
             end,
             canonical: canonical.to_owned(),
         })
@@ -317,6 +320,7 @@ mod tests {
         assert_eq!(n.account, "111122223333");
         assert_eq!(n.region, "eu-west-1");
         assert_eq!(n.trail, "org_trail");
+        assert_eq!(n.home_region, "us-east-1");
         assert_eq!(n.date, "2026-11-01");
         assert_eq!(
             n.end.map(crate::time::format_micros).as_deref(),

@@ -31,6 +31,8 @@ pub enum KeysError {
     },
     #[error("public keys: the list is empty")]
     Empty,
+    #[error("cloudtrail:ListPublicKeys in {region}: {message}")]
+    Aws { region: String, message: String },
 }
 
 #[derive(serde::Deserialize)]
@@ -96,6 +98,64 @@ impl PublicKeys {
 
     pub fn is_empty(&self) -> bool {
         self.by_fingerprint.is_empty()
+    }
+}
+
+/// The keys CloudTrail used in `regions` (the trails' home regions) between `start` and
+/// `end` (microseconds), from `cloudtrail:ListPublicKeys`.
+#[cfg(feature = "aws")]
+pub async fn list_public_keys(
+    aws: &crate::s3::Aws,
+    regions: &[String],
+    start: i64,
+    end: i64,
+) -> Result<PublicKeys, KeysError> {
+    use aws_sdk_cloudtrail::primitives::DateTime;
+    let mut keys = PublicKeys::default();
+    for region in regions {
+        let conf = aws_sdk_cloudtrail::config::Builder::from(&aws.config)
+            .region(aws_sdk_cloudtrail::config::Region::new(region.clone()))
+            .build();
+        let client = aws_sdk_cloudtrail::Client::from_conf(conf);
+        let mut token: Option<String> = None;
+        loop {
+            let out = client
+                .list_public_keys()
+                .start_time(DateTime::from_millis(start / 1000))
+                .end_time(DateTime::from_millis(end / 1000))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| KeysError::Aws {
+                    region: region.clone(),
+                    message: aws_sdk_cloudtrail::error::DisplayErrorContext(e).to_string(),
+                })?;
+            for k in out.public_key_list() {
+                keys.insert(from_sdk(k));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(KeysError::Empty);
+    }
+    Ok(keys)
+}
+
+#[cfg(feature = "aws")]
+fn from_sdk(k: &aws_sdk_cloudtrail::types::PublicKey) -> PublicKey {
+    let time = |t: Option<&aws_sdk_cloudtrail::primitives::DateTime>| {
+        t.and_then(|t| t.to_millis().ok())
+            .map(|ms| crate::time::format_micros(ms * 1000))
+    };
+    PublicKey {
+        fingerprint: k.fingerprint().unwrap_or_default().to_owned(),
+        der: k.value().map(|b| b.as_ref().to_vec()).unwrap_or_default(),
+        valid_from: time(k.validity_start_time()),
+        valid_to: time(k.validity_end_time()),
     }
 }
 
@@ -199,6 +259,23 @@ mod tests {
             PublicKeys::from_json(r#"{"PublicKeyList":[{"Value":"!!","Fingerprint":"x"}]}"#),
             Err(KeysError::Base64 { .. })
         ));
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn sdk_keys_carry_their_der_bytes_and_fingerprint() {
+        let k = aws_sdk_cloudtrail::types::PublicKey::builder()
+            .value(aws_sdk_cloudtrail::primitives::Blob::new(vec![0x30, 1, 2]))
+            .fingerprint("AB12")
+            .validity_start_time(aws_sdk_cloudtrail::primitives::DateTime::from_secs(0))
+            .build();
+        let mine = from_sdk(&k);
+        assert_eq!(mine.der, vec![0x30, 1, 2]);
+        assert_eq!(mine.fingerprint, "AB12");
+        assert_eq!(mine.valid_from.as_deref(), Some("1970-01-01T00:00:00Z"));
+        let mut keys = PublicKeys::default();
+        keys.insert(mine);
+        assert!(keys.get("ab12").is_some());
     }
 
     #[test]

@@ -161,6 +161,24 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// The home regions whose keys signed the digests, and the span of their periods:
+    /// what to ask `cloudtrail:ListPublicKeys` for.
+    pub fn key_scope(&self) -> (Vec<String>, Option<(i64, i64)>) {
+        let mut regions: Vec<String> = self
+            .digests
+            .values()
+            .filter_map(|d| d.name.as_ref().map(|n| n.home_region.clone()))
+            .collect();
+        regions.sort();
+        regions.dedup();
+        let span = self
+            .digests
+            .values()
+            .filter_map(|d| d.body.as_ref().ok().map(|b| (b.start, b.end)))
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        (regions, span)
+    }
+
     /// Adds a digest unless one with its identity is already there.
     pub fn add_digest(&mut self, d: Digest) {
         self.digests.entry(d.object.clone()).or_insert(d);
