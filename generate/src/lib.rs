@@ -1407,26 +1407,48 @@ fn stamp(micros: i64) -> String {
 }
 
 /// Writes records as one gzipped CloudTrail envelope; returns the raw JSON size.
-fn write_envelope(path: &Path, recs: &[Rec], level: u32) -> io::Result<u64> {
+/// Writes a gzipped envelope; returns its raw JSON size and the hex SHA-256 of that JSON
+/// (what a digest lists).
+/// The bucket the synthetic trail's digests name.
+const TRAIL_BUCKET: &str = "trail-bucket";
+
+/// `YYYYMMDDTHHMMSSZ`, as digest names carry.
+fn stamp_seconds(micros: i64) -> String {
+    let day = micros.div_euclid(DAY_MICROS);
+    let (y, m, d) = civil_from_days(day);
+    let secs = micros.rem_euclid(DAY_MICROS) / 1_000_000;
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn write_envelope(path: &Path, recs: &[Rec], level: u32) -> io::Result<(u64, String)> {
+    use sha2::Digest as _;
     let file = BufWriter::with_capacity(256 * 1024, File::create(path)?);
     let mut gz = GzEncoder::new(file, Compression::new(level));
+    let mut hash = sha2::Sha256::new();
     let mut raw = 0u64;
     let mut buf = String::with_capacity(4096);
-    gz.write_all(b"{\"Records\":[")?;
-    raw += 12;
+    let mut put = |bytes: &[u8], gz: &mut GzEncoder<BufWriter<File>>| -> io::Result<()> {
+        hash.update(bytes);
+        raw += bytes.len() as u64;
+        gz.write_all(bytes)
+    };
+    put(b"{\"Records\":[", &mut gz)?;
     for (i, r) in recs.iter().enumerate() {
         buf.clear();
         if i > 0 {
             buf.push(',');
         }
         r.write_json(&mut buf);
-        gz.write_all(buf.as_bytes())?;
-        raw += buf.len() as u64;
+        put(buf.as_bytes(), &mut gz)?;
     }
-    gz.write_all(b"]}")?;
-    raw += 2;
+    put(b"]}", &mut gz)?;
     gz.finish()?.flush()?;
-    Ok(raw)
+    Ok((raw, kms_audit::ingest::hex(&hash.finalize())))
 }
 
 /// Generates a CloudTrail tree under `out`.
@@ -1455,6 +1477,8 @@ pub fn generate_tree_with_progress(
     }
     let files_per_hour = cfg.files_per_hour.max(1);
     let slot = 3_600_000_000 / i64::from(files_per_hour);
+    // Each account-region's digest chain: its last digest's key and SHA-256.
+    let mut previous_digest: BTreeMap<(&str, String), (String, String)> = BTreeMap::new();
     for h in 0..i64::from(cfg.hours) {
         let start = t0 + h * 3_600_000_000;
         for site in &sites {
@@ -1475,13 +1499,14 @@ pub fn generate_tree_with_progress(
                 let s = ((r.time - start) / slot).clamp(0, i64::from(files_per_hour) - 1);
                 slots[s as usize].push(r);
             }
+            let mut written = Vec::new();
             for (i, mut recs) in slots.into_iter().enumerate() {
                 if recs.is_empty() {
                     continue;
                 }
                 shuffle(&mut rng, &mut recs);
                 let delivered = start + (i as i64 + 1) * slot + 300_000_000;
-                deliver(
+                written.push(deliver(
                     cfg,
                     out,
                     &mut rng,
@@ -1490,34 +1515,66 @@ pub fn generate_tree_with_progress(
                     &site.region,
                     delivered,
                     &recs,
-                )?;
+                )?);
             }
             if cfg.digests {
+                let key = |p: &Path| {
+                    p.strip_prefix(out)
+                        .unwrap_or(p)
+                        .to_string_lossy()
+                        .replace('\\', "/")
+                };
+                let listed: Vec<serde_json::Value> = written
+                    .iter()
+                    .map(|(p, sha)| {
+                        serde_json::json!({"s3Bucket": TRAIL_BUCKET, "s3Object": key(p),
+                            "hashValue": sha, "hashAlgorithm": "SHA-256"})
+                    })
+                    .collect();
+                // Logs of the hour are delivered up to 5 minutes after it.
+                let end = start + 3_600_000_000 + 360_000_000;
                 let dir = log_dir(
                     cfg,
                     out,
                     site.account,
                     &site.region,
                     "CloudTrail-Digest",
-                    start.div_euclid(DAY_MICROS),
+                    end.div_euclid(DAY_MICROS),
                 );
                 fs::create_dir_all(&dir)?;
                 let path = dir.join(format!(
                     "{}_CloudTrail-Digest_{}_management-trail_{}_{}.json.gz",
                     site.account,
                     site.region,
-                    site.region,
-                    stamp(start + 3_600_000_000)
+                    cfg.regions.first().map_or("us-east-1", String::as_str),
+                    stamp_seconds(end)
                 ));
-                let digest = format!(
-                    "{{\"awsAccountId\":\"{}\",\"digestStartTime\":\"{}\",\"digestEndTime\":\"{}\",\"digestS3Bucket\":\"trail-bucket\",\"digestSignatureAlgorithm\":\"SHA256withRSA\",\"logFiles\":[]}}",
-                    site.account,
-                    format_micros(start),
-                    format_micros(start + 3_600_000_000)
-                );
+                let prev = previous_digest.get(&(site.account, site.region.clone()));
+                // Unsigned: a synthetic trail has no CloudTrail key to sign with.
+                let digest = serde_json::json!({
+                    "awsAccountId": site.account,
+                    "digestStartTime": format_micros(end - 3_600_000_000),
+                    "digestEndTime": format_micros(end),
+                    "digestS3Bucket": TRAIL_BUCKET,
+                    "digestS3Object": key(&path),
+                    "digestPublicKeyFingerprint": "00000000000000000000000000000000",
+                    "digestSignatureAlgorithm": "SHA256withRSA",
+                    "previousDigestS3Bucket": prev.map(|_| TRAIL_BUCKET),
+                    "previousDigestS3Object": prev.map(|p| p.0.clone()),
+                    "previousDigestHashValue": prev.map(|p| p.1.clone()),
+                    "previousDigestHashAlgorithm": prev.map(|_| "SHA-256"),
+                    "previousDigestSignature": serde_json::Value::Null,
+                    "logFiles": listed,
+                })
+                .to_string();
                 let mut gz = GzEncoder::new(File::create(&path)?, Compression::fast());
                 gz.write_all(digest.as_bytes())?;
                 gz.finish()?;
+                let sha = {
+                    use sha2::Digest as _;
+                    kms_audit::ingest::hex(&sha2::Sha256::digest(digest.as_bytes()))
+                };
+                previous_digest.insert((site.account, site.region.clone()), (key(&path), sha));
                 manifest.digest_files.push(path);
             }
         }
@@ -1584,7 +1641,7 @@ fn deliver(
     region: &str,
     delivered: i64,
     recs: &[Rec],
-) -> io::Result<()> {
+) -> io::Result<(PathBuf, String)> {
     let dir = log_dir(
         cfg,
         out,
@@ -1600,7 +1657,8 @@ fn deliver(
         rng.alnum(16)
     );
     let path = dir.join(name);
-    manifest.raw_bytes += write_envelope(&path, recs, cfg.gzip_level)?;
+    let (raw, sha256) = write_envelope(&path, recs, cfg.gzip_level)?;
+    manifest.raw_bytes += raw;
     manifest.records += recs.len() as u64;
     for r in recs {
         if r.source == "kms.amazonaws.com" {
@@ -1611,8 +1669,8 @@ fn deliver(
                 .or_default() += 1;
         }
     }
-    manifest.log_files.push(path);
-    Ok(())
+    manifest.log_files.push(path.clone());
+    Ok((path, sha256))
 }
 
 fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {

@@ -165,12 +165,10 @@ fn signed_trees_verify_with_rotated_keys_and_the_lake_agrees() {
     assert!(v.failed());
 }
 
-#[test]
-fn five_tamperings_are_each_named_by_the_tree_and_the_lake_and_nothing_else() {
-    let Some(s) = signed_tree(24, &[]) else {
-        return;
-    };
-    assert!(s.logs >= 280, "{} logs", s.logs);
+/// Five tamperings of a signed tree: a log modified, a log deleted, a forged log, a digest
+/// deleted mid-chain, a digest edited without re-signing. Returns the failures expected
+/// (kind, object) and the digests whose logs are left unproven.
+fn tamper_five(s: &Signed) -> (BTreeSet<(String, String)>, [usize; 2]) {
     let logs = log_paths(&s.tree);
     let pick = |n: usize| logs[n * logs.len() / 7].clone();
     let mut want = BTreeSet::new();
@@ -232,6 +230,16 @@ fn five_tamperings_are_each_named_by_the_tree_and_the_lake_and_nothing_else() {
         format!("s3://{BUCKET}/{edited}"),
     ));
 
+    (want, [5, s.digests.len() / 2 + 3])
+}
+
+#[test]
+fn five_tamperings_are_each_named_by_the_tree_and_the_lake_and_nothing_else() {
+    let Some(s) = signed_tree(24, &[]) else {
+        return;
+    };
+    assert!(s.logs >= 280, "{} logs", s.logs);
+    let (want, unproven) = tamper_five(&s);
     let tree = from_tree(&s.tree, &s.keys);
     assert_eq!(failures(&tree), want, "{:#?}", tree.findings);
     assert!(tree.failed());
@@ -242,7 +250,7 @@ fn five_tamperings_are_each_named_by_the_tree_and_the_lake_and_nothing_else() {
         tree.findings
     );
     // Logs listed by the deleted and the edited digests are unverified, not blamed.
-    let listed_there: u64 = [5, s.digests.len() / 2 + 3]
+    let listed_there: u64 = unproven
         .iter()
         .map(|&i| s.digests[i]["logs"].as_u64().unwrap_or(0))
         .sum();
@@ -519,4 +527,113 @@ fn the_detect_lambda_publishes_integrity_alerts_once() {
     let again = invoke(&env, &detector, scheduled_event()).expect("run");
     assert_eq!(again["alerts"], 0);
     assert!(drain(&env, &queue).is_empty());
+}
+
+/// `kms-audit generate` writes digests as CloudTrail does, unsigned: without keys their
+/// chain and every listed log's SHA-256 check out, and nothing is blamed.
+#[test]
+fn generated_trees_carry_a_digest_chain_that_checks_out_unsigned() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let m = generate_tree(
+        &GenConfig {
+            hours: 5,
+            kms_per_hour: 6,
+            // Planted incidents past the last hour are delivered after the last digest.
+            incidents: false,
+            ..GenConfig::default()
+        },
+        tmp.path(),
+    )
+    .expect("generate");
+    assert!(!m.digest_files.is_empty());
+    let v = from_tree(tmp.path(), &PublicKeys::default());
+    assert!(!v.summary.signatures_checked);
+    assert_eq!(v.summary.failures, 0, "{:#?}", v.findings);
+    assert_eq!(v.summary.digests as usize, m.digest_files.len());
+    assert_eq!(
+        v.summary.digests_unverifiable as usize,
+        m.digest_files.len()
+    );
+    assert_eq!(v.summary.logs_listed, v.summary.logs, "{:?}", v.summary);
+    assert_eq!(v.summary.logs_unverified, v.summary.logs);
+    // One log changed: its SHA-256 no longer matches, signatures or not.
+    let log = &m.log_files[3];
+    rewrite_gz(log, |t| t.replacen("\"Records\"", "\"Records\" ", 1));
+    let v = from_tree(tmp.path(), &PublicKeys::default());
+    assert_eq!(
+        failures(&v),
+        BTreeSet::from([(
+            "log_modified".to_owned(),
+            format!("s3://trail-bucket/{}", key_of(tmp.path(), log))
+        )])
+    );
+}
+
+/// The report's integrity sections over the same tampered tree: every tampered object is
+/// a failure finding, the account-regions they touch are FAILED, the others verified.
+#[test]
+fn the_report_names_every_tampered_object() {
+    use kms_audit::report::{ReportOptions, build_report};
+    let Some(s) = signed_tree(24, &[]) else {
+        return;
+    };
+    let (want, _) = tamper_five(&s);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
+    let (objects, _) = local_sources(std::slice::from_ref(&s.tree)).expect("sources");
+    ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    let ctx = kms_audit::sql::open_local(lake.root()).expect("open");
+    let opts = ReportOptions {
+        since: Some(kms_audit::time::parse_event_time("2026-11-01T00:00:00Z").expect("t")),
+        until: Some(kms_audit::time::parse_event_time("2026-11-05T00:00:00Z").expect("t")),
+        public_keys: Some(s.keys.clone()),
+        ..ReportOptions::default()
+    };
+    let report = crate::rt()
+        .block_on(build_report(&ctx, "lake", &opts))
+        .expect("report");
+    let section = |id: &str| {
+        report
+            .sections
+            .iter()
+            .find(|x| x.def.id == id)
+            .unwrap_or_else(|| panic!("no section {id}"))
+    };
+    let findings: BTreeSet<(String, String)> = section("integrity_findings")
+        .rows
+        .iter()
+        .filter(|r| r["failure"] == Value::Bool(true))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or_default().to_owned(),
+                r["object"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(findings, want);
+    let rows = &section("integrity").rows;
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let failed = rows.iter().filter(|r| r["status"] == "FAILED").count();
+    assert!((1..4).contains(&failed), "{rows:#?}");
+    for r in rows.iter().filter(|r| r["status"] != "FAILED") {
+        assert_eq!(r["status"], "verified", "{r:#?}");
+        assert_eq!(r["digests_present"], r["digests_valid"], "{r:#?}");
+        assert_eq!(r["digests_expected"], r["digests_present"], "{r:#?}");
+    }
+    // The deleted digest shows as expected but not present.
+    assert!(
+        rows.iter().any(|r| r["digests_missing"] == 1
+            && r["digests_expected"].as_u64() > r["digests_present"].as_u64()),
+        "{rows:#?}"
+    );
+    // And in the HTML, each tampered object is named.
+    let dir = tmp.path().join("report");
+    kms_audit::report::write_report(&report, &dir).expect("write");
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    for (_, object) in &want {
+        assert!(
+            html.contains(object.as_str()),
+            "{object} not in report.html"
+        );
+    }
 }

@@ -197,6 +197,7 @@ pub fn run(args: Args) -> Result<i32> {
         trusted: TrustedArg::default(),
         no_alerts: false,
         as_of: None,
+        public_keys: None,
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(

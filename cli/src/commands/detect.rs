@@ -103,21 +103,11 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     } else {
         None
     };
-    let keys = match (args.public_keys.as_deref(), lake.aws.as_ref()) {
-        (None, _) => None,
-        (Some("aws"), Some(aws)) => {
-            let (regions, span) = rt.block_on(kms_audit::integrity::alerts::key_scope(&ctx))?;
-            Some(match span {
-                None => kms_audit::integrity::PublicKeys::default(),
-                Some((start, end)) => rt
-                    .block_on(kms_audit::integrity::keys::list_public_keys(
-                        aws, &regions, start, end,
-                    ))
-                    .context("asking CloudTrail for its public keys")?,
-            })
-        }
-        (Some(path), _) => Some(super::verify::keys_file(Path::new(path))?),
-    };
+    let keys = args
+        .public_keys
+        .as_deref()
+        .map(|spec| super::verify::lake_keys(spec, &lake, &ctx))
+        .transpose()?;
     let loc = lake.store.location()?;
     (opts.lake_version, opts.arrived) =
         rt.block_on(kms_audit::detect::arrivals(&ctx, &loc, state.as_ref()))?;

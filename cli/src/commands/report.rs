@@ -34,6 +34,11 @@ pub struct Args {
     /// version a report.json names reproduces that report's evidence
     #[arg(long, value_name = "VERSION|TIME")]
     pub as_of: Option<String>,
+    /// CloudTrail's public keys for the integrity section's signature checks: a file of
+    /// `aws cloudtrail list-public-keys` JSON, or `aws` to ask CloudTrail. Without, the
+    /// section checks the digest chain and every log's SHA-256, not signatures
+    #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE|aws")]
+    pub public_keys: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -60,6 +65,9 @@ pub fn run(args: Args) -> Result<i32> {
 /// The report of a run, before it is written.
 pub fn build(args: &Args) -> Result<Report> {
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
+    let lake =
+        crate::lake::Lake::open(&args.lake.lake, args.public_keys.as_deref() == Some("aws"))?;
+    let ctx = lake.query_as_of(&super::as_of(args.as_of.as_deref())?)?;
     let opts = ReportOptions {
         since,
         until,
@@ -69,9 +77,12 @@ pub fn build(args: &Args) -> Result<Report> {
         } else {
             builtin_rules()?
         },
+        public_keys: args
+            .public_keys
+            .as_deref()
+            .map(|spec| super::verify::lake_keys(spec, &lake, &ctx))
+            .transpose()?,
     };
-    let lake = crate::lake::Lake::open(&args.lake.lake, false)?;
-    let ctx = lake.query_as_of(&super::as_of(args.as_of.as_deref())?)?;
     Ok(lake
         .rt
         .block_on(build_report(&ctx, lake.location(), &opts))?)

@@ -88,6 +88,32 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(if v.failed() { 1 } else { 0 })
 }
 
+/// `--public-keys FILE|aws` of the commands that read the lake: a `list-public-keys` JSON
+/// file, or `aws` to ask CloudTrail for the keys of the lake's digests (the lake must have
+/// been opened with the AWS configuration).
+pub fn lake_keys(
+    spec: &str,
+    lake: &crate::lake::Lake,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<PublicKeys> {
+    if spec != "aws" {
+        return keys_file(std::path::Path::new(spec));
+    }
+    let aws = lake.aws.as_ref().context("AWS configuration not loaded")?;
+    let (regions, span) = lake
+        .rt
+        .block_on(kms_audit::integrity::alerts::key_scope(ctx))?;
+    Ok(match span {
+        None => PublicKeys::default(),
+        Some((start, end)) => lake
+            .rt
+            .block_on(kms_audit::integrity::keys::list_public_keys(
+                aws, &regions, start, end,
+            ))
+            .context("asking CloudTrail for its public keys")?,
+    })
+}
+
 /// Reads a `list-public-keys` JSON file.
 pub fn keys_file(path: &std::path::Path) -> Result<PublicKeys> {
     let text =

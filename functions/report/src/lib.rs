@@ -45,6 +45,8 @@ pub enum ReportFnError {
     },
     #[error("the upload task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Keys(#[from] kms_audit::integrity::keys::KeysError),
 }
 
 /// What a cold start builds.
@@ -56,6 +58,9 @@ pub struct Reporter {
     topic: Option<String>,
     trusted: Vec<String>,
     days: i64,
+    /// Check digest signatures in the integrity section with CloudTrail's keys
+    /// (`KMS_AUDIT_PUBLIC_KEYS=aws`).
+    public_keys_from_aws: bool,
 }
 
 impl Reporter {
@@ -67,7 +72,9 @@ impl Reporter {
             .ok()
             .and_then(|d| d.parse().ok())
             .unwrap_or(7);
-        Reporter::new(Aws::load().await, &uri, topic, trusted, days)
+        let mut r = Reporter::new(Aws::load().await, &uri, topic, trusted, days)?;
+        r.public_keys_from_aws = std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() == Ok("aws");
+        Ok(r)
     }
 
     /// Must run inside the tokio runtime (the lake keeps its handle).
@@ -85,6 +92,7 @@ impl Reporter {
             topic,
             trusted,
             days: days.max(1),
+            public_keys_from_aws: false,
         })
     }
 
@@ -102,13 +110,25 @@ impl Reporter {
             .unwrap_or(fired.div_euclid(DAY_MICROS) * DAY_MICROS);
         let since = lambda_common::payload_time(&event.payload, "since", now)?
             .unwrap_or(until - self.days * DAY_MICROS);
+        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
+        let public_keys = if self.public_keys_from_aws {
+            match kms_audit::integrity::alerts::key_scope(&ctx).await? {
+                (_, None) => None,
+                (regions, Some((start, end))) => Some(
+                    kms_audit::integrity::keys::list_public_keys(&self.aws, &regions, start, end)
+                        .await?,
+                ),
+            }
+        } else {
+            None
+        };
         let opts = ReportOptions {
             since: Some(since),
             until: Some(until),
             trusted_accounts: self.trusted.clone(),
             rules: builtin_rules()?,
+            public_keys,
         };
-        let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
         let report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(
             "reports/{}_{}",

@@ -184,19 +184,21 @@ pub fn digest_identity(uri: &str) -> (String, Option<String>) {
 }
 
 /// Dates to read for a window: a day either side, for the digests that chain into it
-/// and the logs delivered across midnight.
+/// and the logs delivered across midnight. On the `_files` tables, whose partition is
+/// text (`YYYY-MM-DD`, or the null partition's name), so the filter prunes files.
 fn date_filter(column: &str, window: Window) -> String {
     let day = |t: i64| crate::time::format_day(t.div_euclid(crate::time::DAY_MICROS));
     let mut w = Vec::new();
     if let Some(s) = window.since {
         w.push(format!(
-            "{column} >= DATE '{}'",
-            day(s - crate::time::DAY_MICROS)
+            "{column} >= '{}' AND {column} <> '{}'",
+            day(s - crate::time::DAY_MICROS),
+            crate::sql::NULL_PARTITION
         ));
     }
     if let Some(u) = window.until {
         w.push(format!(
-            "{column} <= DATE '{}'",
+            "{column} <= '{}'",
             day(u + crate::time::DAY_MICROS)
         ));
     }
@@ -219,6 +221,30 @@ pub async fn evidence_from_ctx(
     ctx: &datafusion::prelude::SessionContext,
     window: Window,
 ) -> Result<Evidence, QueryError> {
+    evidence_as_of(ctx, window, None).await
+}
+
+/// [`evidence_from_ctx`] as the lake stood at a `kms_events` version committed at a time
+/// (microseconds): the objects that version's commits recorded and the digests ingested by
+/// then. What a report that names its version reads, so that version reproduces it.
+pub async fn evidence_as_of(
+    ctx: &datafusion::prelude::SessionContext,
+    window: Window,
+    as_of: Option<(i64, i64)>,
+) -> Result<Evidence, QueryError> {
+    let and = |filter: String, extra: Option<String>| match (filter.is_empty(), extra) {
+        (_, None) => filter,
+        (true, Some(e)) => format!(" WHERE {e}"),
+        (false, Some(e)) => format!("{filter} AND {e}"),
+    };
+    let digests_filter = and(
+        date_filter(DIGESTS_PARTITION, window),
+        as_of.map(|(_, t)| format!("CAST(ingested_at AS BIGINT) <= {t}")),
+    );
+    let objects_filter = and(
+        date_filter(crate::lake::table::OBJECTS_PARTITION, window),
+        as_of.map(|(v, _)| format!("table_version <= {v}")),
+    );
     let digest_cols = digests_fields(false)
         .iter()
         .map(|f| match f.data_type() {
@@ -229,16 +255,14 @@ pub async fn evidence_from_ctx(
         .join(", ");
     let digests = ctx
         .sql(&format!(
-            "SELECT {digest_cols} FROM {DIGESTS_TABLE}{}",
-            date_filter(DIGESTS_PARTITION, window)
+            "SELECT {digest_cols} FROM {DIGESTS_TABLE}_files{digests_filter}"
         ))
         .await?
         .collect()
         .await?;
     let objects = ctx
         .sql(&format!(
-            "SELECT object, source_uri, sha256 FROM {OBJECTS_TABLE}{}",
-            date_filter(crate::lake::table::OBJECTS_PARTITION, window)
+            "SELECT object, source_uri, sha256 FROM {OBJECTS_TABLE}_files{objects_filter}"
         ))
         .await?
         .collect()

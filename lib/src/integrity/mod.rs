@@ -131,6 +131,9 @@ pub struct Summary {
     pub logs_unverified: u64,
     pub failures: u64,
     pub findings: BTreeMap<String, u64>,
+    /// False when no public keys were given: hashes and the chain were checked, signatures
+    /// were not, and no digest counts as valid.
+    pub signatures_checked: bool,
 }
 
 /// The result of [`verify`].
@@ -138,6 +141,37 @@ pub struct Summary {
 pub struct Verification {
     pub findings: Vec<Finding>,
     pub summary: Summary,
+    /// The same counts per account and region.
+    #[serde(skip)]
+    pub by_chain: BTreeMap<(String, String), Summary>,
+}
+
+/// Counts for the whole and per account and region.
+struct Tally {
+    total: Summary,
+    chains: BTreeMap<(String, String), Summary>,
+}
+
+impl Tally {
+    fn add(&mut self, chain: &(String, String), f: impl Fn(&mut Summary)) {
+        f(&mut self.total);
+        f(self.chains.entry(chain.clone()).or_default());
+    }
+}
+
+/// The account and region in a log or digest key (`s3://bucket/...` or a path).
+fn chain_of_key(key: &str) -> Option<(String, String)> {
+    let c = canonical_key(key)?;
+    let mut parts: Vec<&str> = c.split('/').collect();
+    if parts.get(1).is_some_and(|p| p.starts_with("o-")) {
+        parts.remove(1);
+    }
+    match (parts.get(1), parts.get(2), parts.get(3)) {
+        (Some(a), Some(kind), Some(r)) if kind.starts_with("CloudTrail") => {
+            Some(((*a).to_owned(), (*r).to_owned()))
+        }
+        _ => None,
+    }
 }
 
 impl Verification {
@@ -233,7 +267,13 @@ fn chain_of(d: &Digest) -> (String, String) {
 /// Judges the evidence. Findings come sorted by kind, then object.
 pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification {
     let mut out: Vec<Finding> = Vec::new();
-    let mut sum = Summary::default();
+    let mut sum = Tally {
+        total: Summary {
+            signatures_checked: !keys.is_empty(),
+            ..Summary::default()
+        },
+        chains: BTreeMap::new(),
+    };
     let by_object: HashMap<&str, &Digest> = ev
         .digests
         .values()
@@ -267,16 +307,18 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
 
     let mut status: HashMap<&str, Status> = HashMap::new();
     for d in ev.digests.values().filter(|d| in_scope(d)) {
-        sum.digests += 1;
+        let chain = chain_of(d);
         let s = judge_digest(d, keys, &by_object, &next_of, &earliest, &mut out);
-        match s {
-            Status::Valid => sum.digests_valid += 1,
-            Status::Unverifiable => sum.digests_unverifiable += 1,
-            Status::Failed => sum.digests_failed += 1,
-        }
+        sum.add(&chain, |t| {
+            t.digests += 1;
+            match s {
+                Status::Valid => t.digests_valid += 1,
+                Status::Unverifiable => t.digests_unverifiable += 1,
+                Status::Failed => t.digests_failed += 1,
+            }
+        });
         status.insert(d.object.as_str(), s);
     }
-    sum.digests_missing = out.iter().filter(|f| f.kind == Kind::DigestMissing).count() as u64;
 
     // Listed logs, checked against trustworthy digests only: an edited digest's values
     // prove nothing about the logs it lists.
@@ -292,7 +334,7 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
             if st.is_none() || st == Some(Status::Failed) || checked.contains_key(&c) {
                 continue;
             }
-            sum.logs_listed += 1;
+            sum.add(&chain_of(d), |t| t.logs_listed += 1);
             let object = format!("s3://{}/{}", l.bucket, l.key);
             match ev.logs.get(&c) {
                 None => out.push(Finding {
@@ -359,27 +401,27 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
         if !window.contains(t) {
             continue;
         }
-        sum.logs += 1;
+        let chain = (name.account.clone(), name.region.clone());
+        sum.add(&chain, |t| t.logs += 1);
         match checked.get(c) {
             Some(true) => {
-                sum.logs_verified += 1;
+                sum.add(&chain, |t| t.logs_verified += 1);
                 continue;
             }
             // Listed by a digest that is not proven (unverifiable or failed).
             Some(false) => {
-                sum.logs_unverified += 1;
+                sum.add(&chain, |t| t.logs_unverified += 1);
                 continue;
             }
             None if listed.contains(c) => {
                 // Modified (a finding), or listed only by failed digests.
                 if !failed_logs.contains(c) {
-                    sum.logs_unverified += 1;
+                    sum.add(&chain, |t| t.logs_unverified += 1);
                 }
                 continue;
             }
             None => {}
         }
-        let chain = (name.account.clone(), name.region.clone());
         let spans = cover.get(&chain).map(Vec::as_slice).unwrap_or(&[]);
         if covered(spans, t) && covered(spans, t + DELIVERY_SLACK_MICROS) {
             out.push(Finding {
@@ -395,7 +437,7 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
             });
             continue;
         }
-        sum.logs_unverified += 1;
+        sum.add(&chain, |t| t.logs_unverified += 1);
         match newest.get(&chain) {
             None => *absent.entry(chain).or_default() += 1,
             Some((end, _)) if t > end + DIGEST_GAP_MICROS => {
@@ -433,17 +475,26 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
     out.sort();
     out.dedup();
     for f in &out {
-        *sum.findings.entry(f.kind.as_str().to_owned()).or_default() += 1;
-        if f.kind.is_failure() {
-            sum.failures += 1;
-        }
-        if matches!(f.kind, Kind::LogModified | Kind::LogMissing) {
-            sum.logs_failed += 1;
-        }
+        let chain = chain_of_key(&f.object)
+            .or_else(|| f.digest.as_deref().and_then(chain_of_key))
+            .unwrap_or_default();
+        sum.add(&chain, |t| {
+            *t.findings.entry(f.kind.as_str().to_owned()).or_default() += 1;
+            if f.kind.is_failure() {
+                t.failures += 1;
+            }
+            if matches!(f.kind, Kind::LogModified | Kind::LogMissing) {
+                t.logs_failed += 1;
+            }
+            if f.kind == Kind::DigestMissing {
+                t.digests_missing += 1;
+            }
+        });
     }
     Verification {
         findings: out,
-        summary: sum,
+        summary: sum.total,
+        by_chain: sum.chains,
     }
 }
 
@@ -481,6 +532,12 @@ fn judge_digest(
     let next = next_of.get(&d.object).copied();
     let next_sig = next.and_then(|n| n.body.as_ref().ok()?.previous_signature.clone());
     match d.signature.clone().or_else(|| next_sig.clone()) {
+        // No keys given: the chain and the hashes are checked, signatures are not.
+        _ if keys.is_empty() => {
+            if status == Status::Valid {
+                status = Status::Unverifiable;
+            }
+        }
         None => {
             out.push(Finding {
                 kind: Kind::DigestUnverifiable,

@@ -1089,7 +1089,7 @@ pub struct Arrivals {
 
 /// `name=value` (or Hive's null partition).
 pub fn partition_dir(column: &str, value: Option<&str>) -> String {
-    format!("{column}={}", value.unwrap_or("__HIVE_DEFAULT_PARTITION__"))
+    format!("{column}={}", value.unwrap_or(crate::sql::NULL_PARTITION))
 }
 
 /// A fresh data file name: unique across processes and hosts.

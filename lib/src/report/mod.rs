@@ -149,6 +149,9 @@ pub struct ReportOptions {
     pub trusted_accounts: Vec<String>,
     /// Also include the alerts of these rules over the period.
     pub rules: Vec<Rule>,
+    /// CloudTrail's public keys: the integrity section then checks digest signatures
+    /// too (without, the chain and every log's SHA-256).
+    pub public_keys: Option<crate::integrity::PublicKeys>,
 }
 
 async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>, QueryError> {
@@ -236,6 +239,21 @@ pub async fn build_report(
         s.seconds = started.elapsed().as_secs_f64();
         sections.push(s);
     }
+    let lake_version = match ctx.table_exist("lake_version") {
+        Ok(true) => scalar_i64(ctx, "SELECT version FROM lake_version").await?,
+        _ => None,
+    };
+    let committed_at = match lake_version {
+        Some(v) if v >= 0 => {
+            scalar_i64(ctx, "SELECT CAST(committed_at AS BIGINT) FROM lake_version")
+                .await?
+                .map(|ms| (v, ms * 1000))
+        }
+        _ => None,
+    };
+    sections.extend(
+        integrity_sections(ctx, since, until, opts.public_keys.as_ref(), committed_at).await?,
+    );
     if !opts.rules.is_empty() {
         let started = std::time::Instant::now();
         let alerts = run_rules(
@@ -289,10 +307,6 @@ pub async fn build_report(
     ] {
         charts.insert(name.to_owned(), points(&run_sql(ctx, sql).await?));
     }
-    let lake_version = match ctx.table_exist("lake_version") {
-        Ok(true) => scalar_i64(ctx, "SELECT version FROM lake_version").await?,
-        _ => None,
-    };
     Ok(Report {
         lake: lake.to_owned(),
         lake_version,
@@ -303,6 +317,167 @@ pub async fn build_report(
         sections,
         charts,
     })
+}
+
+/// The log-file integrity of the period: per account and region, the digests expected,
+/// present and proven and the logs listed and verified; then every finding, each naming
+/// the object and the digest that testifies. Read from the lake's `digests` and `objects`
+/// tables (`kms-audit verify --lake` over the period).
+async fn integrity_sections(
+    ctx: &SessionContext,
+    since: i64,
+    until: i64,
+    keys: Option<&crate::integrity::PublicKeys>,
+    as_of: Option<(i64, i64)>,
+) -> Result<Vec<Section>, ReportError> {
+    use crate::integrity::{PublicKeys, Window, lake::evidence_as_of, verify};
+    if !ctx
+        .table_exist(crate::lake::table::DIGESTS_TABLE)
+        .unwrap_or(false)
+    {
+        return Ok(Vec::new());
+    }
+    let started = std::time::Instant::now();
+    let window = Window {
+        since: Some(since),
+        until: Some(until - 1),
+    };
+    let ev = evidence_as_of(ctx, window, as_of).await?;
+    let none = PublicKeys::default();
+    let v = verify(&ev, keys.unwrap_or(&none), window);
+    // Hourly digests expected: from each chain's first to its last digest in the period.
+    let mut spans: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for d in ev.digests.values() {
+        if let (Some(n), Ok(b)) = (&d.name, &d.body)
+            && b.end >= since
+            && b.start < until
+        {
+            let e = spans
+                .entry((n.account.clone(), n.region.clone()))
+                .or_insert((b.start, b.end));
+            *e = (e.0.min(b.start), e.1.max(b.end));
+        }
+    }
+    let mut rows = Vec::new();
+    for ((account, region), t) in &v.by_chain {
+        if account.is_empty() {
+            continue;
+        }
+        let expected = spans
+            .get(&(account.clone(), region.clone()))
+            .map(|(a, b)| ((b - a) as f64 / 3_600_000_000.0).round() as u64)
+            .unwrap_or(0);
+        let status = if t.failures > 0 {
+            "FAILED".to_owned()
+        } else if t.digests == 0 {
+            "no digests: log file validation off, or digests not ingested".to_owned()
+        } else if !t.signatures_checked && !v.summary.signatures_checked {
+            "chain and hashes match; signatures not checked (no public keys)".to_owned()
+        } else if t.logs_unverified > 0 {
+            format!(
+                "verified; {} logs not proven by a valid digest",
+                t.logs_unverified
+            )
+        } else {
+            "verified".to_owned()
+        };
+        let mut row = Map::new();
+        for (k, val) in [
+            ("account_id", Value::from(account.as_str())),
+            ("region", Value::from(region.as_str())),
+            ("status", Value::from(status)),
+            ("failure", Value::from(t.failures > 0)),
+            ("digests_expected", Value::from(expected)),
+            ("digests_present", Value::from(t.digests)),
+            ("digests_missing", Value::from(t.digests_missing)),
+            ("digests_valid", Value::from(t.digests_valid)),
+            ("digests_failed", Value::from(t.digests_failed)),
+            ("logs_found", Value::from(t.logs)),
+            ("logs_listed", Value::from(t.logs_listed)),
+            ("logs_verified", Value::from(t.logs_verified)),
+            ("logs_failed", Value::from(t.logs_failed)),
+            ("findings", Value::from(t.failures)),
+        ] {
+            row.insert(k.to_owned(), val);
+        }
+        rows.push(row);
+    }
+    let findings: Vec<Map<String, Value>> = v
+        .findings
+        .iter()
+        .map(|f| {
+            let mut row = Map::new();
+            row.insert("kind".into(), Value::from(f.kind.as_str()));
+            row.insert("failure".into(), Value::from(f.kind.is_failure()));
+            row.insert("object".into(), Value::from(f.object.as_str()));
+            row.insert(
+                "digest".into(),
+                f.digest.as_deref().map_or(Value::Null, Value::from),
+            );
+            row.insert("detail".into(), Value::from(f.detail.as_str()));
+            row
+        })
+        .collect();
+    let references = References {
+        mitre: vec!["T1565.001".into(), "T1070".into()],
+        cis: vec!["3.2".into()],
+        pci: vec!["10.3.4".into(), "10.5".into()],
+        security_hub: vec!["CloudTrail.4".into()],
+        ..References::default()
+    };
+    let keys_note = if v.summary.signatures_checked {
+        "Digest signatures are checked with CloudTrail's public keys."
+    } else {
+        "No public keys were given, so digest signatures are not checked (kms-audit report --public-keys)."
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let columns =
+        |names: &[&str]| -> Vec<String> { names.iter().map(|c| (*c).to_owned()).collect() };
+    Ok(vec![
+        Section {
+            def: SectionDef {
+                id: "integrity".into(),
+                title: "Log-file integrity".into(),
+                description: format!(
+                    "Per account and region, CloudTrail's hourly digests of the period (expected from the first to the last, present, proven) and the log files they list, compared with the SHA-256 ingest recorded for each log. {keys_note} Findings are in the next section."
+                ),
+                references: references.clone(),
+                sql: String::new(),
+            },
+            columns: columns(&[
+                "account_id",
+                "region",
+                "status",
+                "failure",
+                "digests_expected",
+                "digests_present",
+                "digests_missing",
+                "digests_valid",
+                "digests_failed",
+                "logs_found",
+                "logs_listed",
+                "logs_verified",
+                "logs_failed",
+                "findings",
+            ]),
+            rows,
+            seconds,
+            batches: Vec::new(),
+        },
+        Section {
+            def: SectionDef {
+                id: "integrity_findings".into(),
+                title: "Log-file integrity findings".into(),
+                description: "Every log modified, missing or forged, and every digest missing, edited, moved or unprovable, naming the object and the digest that testifies (kms-audit verify --lake gives the same list).".into(),
+                references,
+                sql: String::new(),
+            },
+            columns: columns(&["kind", "failure", "object", "digest", "detail"]),
+            rows: findings,
+            seconds,
+            batches: Vec::new(),
+        },
+    ])
 }
 
 fn points(batches: &[RecordBatch]) -> Vec<Point> {
@@ -436,7 +611,12 @@ fn esc(s: &str) -> String {
 pub const HTML_ROWS: usize = 500;
 
 /// Columns whose truth marks a finding row (highlighted in the HTML).
-const FINDING_COLUMNS: &[&str] = &["finding", "unused_in_period", "lockout_check_bypassed"];
+const FINDING_COLUMNS: &[&str] = &[
+    "finding",
+    "unused_in_period",
+    "lockout_check_bypassed",
+    "failure",
+];
 
 fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
     let mut svg = String::new();

@@ -103,14 +103,28 @@ pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<()
             without(crate::integrity::lake::digests_schema(), DIGESTS_PARTITION),
         ),
     ] {
+        // The partition as text: a row without a date sits under Delta's null partition
+        // directory, which DataFusion cannot read as a date. The table (a view) shows it as
+        // a DATE, null there; `<name>_files` keeps the text, for filters that prune files.
         let url = ListingTableUrl::parse(format!("{base}/{name}/"))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![(partition.to_owned(), DataType::Date32)]);
+            .with_table_partition_cols(vec![(partition.to_owned(), DataType::Utf8)]);
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(schema);
-        ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+        let files = format!("{name}_files");
+        ctx.register_table(&files, Arc::new(ListingTable::try_new(config)?))?;
+        let sql = format!(
+            "SELECT {}, CAST(NULLIF({partition}, '{NULL_PARTITION}') AS DATE) AS {partition} FROM {files}",
+            columns.join(", ")
+        );
+        let plan = futures::executor::block_on(ctx.state().create_logical_plan(&sql))?;
+        ctx.register_table(
+            name,
+            Arc::new(datafusion::datasource::ViewTable::new(plan, Some(sql))),
+        )?;
     }
     for (name, sql) in VIEWS {
         // Planning against the in-memory catalog awaits nothing: safe to block on here.
@@ -120,6 +134,9 @@ pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<()
     }
     Ok(())
 }
+
+/// Delta's (and Hive's) directory name for a null partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// Views registered next to `kms_events` (documented in docs/guide.md).
 pub const VIEWS: &[(&str, &str)] = &[
