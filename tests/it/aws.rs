@@ -267,7 +267,8 @@ fn s3_sources_into_an_s3_lake_give_exactly_the_kms_rows() {
             "audit/objects/object_date=",
             "audit/objects/_delta_log/",
             "audit/digests/digest_date=",
-            "audit/digests/_delta_log/"
+            "audit/digests/_delta_log/",
+            "audit/trail_events/_delta_log/"
         ]
         .iter()
         .any(|p| k.starts_with(p))),

@@ -41,22 +41,31 @@ fn schema_doc_documents_every_column_with_its_type() {
             f.name()
         );
     }
-    // The digests table likewise (a row may name several columns).
-    let digests = doc
-        .split("# The `digests` table")
-        .nth(1)
-        .expect("docs/schema.md documents the digests table");
-    for f in kms_audit::integrity::lake::digests_schema().fields() {
-        let row = digests
-            .lines()
-            .find(|l| l.starts_with('|') && l.contains(&format!("`{}`", f.name())))
-            .unwrap_or_else(|| panic!("no row for digests.{}", f.name()));
-        assert_eq!(
-            row.contains("NOT NULL"),
-            !f.is_nullable(),
-            "digests.{}",
-            f.name()
-        );
+    // The digests and trail_events tables likewise (a row may name several columns).
+    for (table, schema) in [
+        ("digests", kms_audit::integrity::lake::digests_schema()),
+        (
+            "trail_events",
+            kms_audit::lake::trail::trail_events_schema(),
+        ),
+    ] {
+        let section = doc
+            .split(&format!("# The `{table}` table"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("docs/schema.md documents the {table} table"));
+        let section = section.split("\n# ").next().unwrap_or(section);
+        for f in schema.fields() {
+            let row = section
+                .lines()
+                .find(|l| l.starts_with('|') && l.contains(&format!("`{}`", f.name())))
+                .unwrap_or_else(|| panic!("no row for {table}.{}", f.name()));
+            assert_eq!(
+                row.contains("NOT NULL"),
+                !f.is_nullable(),
+                "{table}.{}",
+                f.name()
+            );
+        }
     }
 }
 

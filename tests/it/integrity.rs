@@ -637,3 +637,117 @@ fn the_report_names_every_tampered_object() {
         );
     }
 }
+
+/// CloudTrail's own events that switch KMS evidence off: kept in `trail_events` beside
+/// the KMS events, alerted by the trail rules, listed by the report's `trail_changes`.
+#[test]
+fn trail_tampering_is_kept_alerted_and_reported() {
+    use kms_audit::detect::{Window as DetectWindow, builtin_rules, run_rules};
+    use kms_audit::report::{ReportOptions, build_report};
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let trail = |id: &str, t: &str, source: &str, name: &str, rp: Value| {
+        serde_json::json!({"eventID": id, "eventTime": t, "eventSource": source, "eventName": name,
+            "readOnly": false, "requestParameters": rp})
+    };
+    let records: Vec<Value> = [
+        trail("t-create", "2026-11-10T00:00:00Z", "cloudtrail.amazonaws.com", "CreateTrail",
+            serde_json::json!({"name": "org-trail", "s3BucketName": "org-trail-logs", "kmsKeyId": key})),
+        trail("t-stop", "2026-11-11T01:00:00Z", "cloudtrail.amazonaws.com", "StopLogging",
+            serde_json::json!({"name": "org-trail"})),
+        trail("t-sel", "2026-11-11T02:00:00Z", "cloudtrail.amazonaws.com", "PutEventSelectors",
+            serde_json::json!({"trailName": "org-trail", "eventSelectors": [{"readWriteType": "All",
+                "includeManagementEvents": true, "excludeManagementEventSources": ["kms.amazonaws.com"]}]})),
+        trail("t-life", "2026-11-11T03:00:00Z", "s3.amazonaws.com", "PutBucketLifecycle",
+            serde_json::json!({"bucketName": "org-trail-logs"})),
+        trail("t-other", "2026-11-11T03:30:00Z", "s3.amazonaws.com", "PutBucketPolicy",
+            serde_json::json!({"bucketName": "website"})),
+        trail("t-look", "2026-11-11T03:40:00Z", "cloudtrail.amazonaws.com", "LookupEvents",
+            serde_json::Value::Null),
+        serde_json::json!({"eventID": "k-dis", "eventTime": "2026-11-11T04:00:00Z", "eventName": "DisableKey",
+            "readOnly": false, "requestParameters": {"keyId": key},
+            "resources": [{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}]}),
+    ]
+    .iter()
+    .flat_map(crate::detections::expand)
+    .collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = crate::detections::lake_with(tmp.path(), &records);
+    let ctx = kms_audit::sql::open_local(lake.root()).expect("open");
+    let rows = crate::rt()
+        .block_on(kms_audit::sql::run_sql(
+            &ctx,
+            "SELECT event_id, impact FROM trail_events ORDER BY event_id",
+        ))
+        .expect("sql");
+    let kept: Vec<(String, String)> = rows
+        .iter()
+        .flat_map(|b| {
+            let ids = arrow::array::AsArray::as_string::<i32>(b.column(0)).clone();
+            let impacts = arrow::array::AsArray::as_string::<i32>(b.column(1)).clone();
+            (0..b.num_rows()).map(move |i| (ids.value(i).to_owned(), impacts.value(i).to_owned()))
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("t-create", "trail_created"),
+            ("t-life", "bucket_lifecycle_changed"),
+            ("t-other", "bucket_policy_changed"),
+            ("t-sel", "kms_events_excluded"),
+            ("t-stop", "logging_stopped"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let since = kms_audit::time::parse_event_time("2026-11-11T00:00:00Z").expect("t");
+    let until = kms_audit::time::parse_event_time("2026-11-12T00:00:00Z").expect("t");
+    let alerts = crate::rt()
+        .block_on(run_rules(
+            &ctx,
+            &builtin_rules().expect("rules"),
+            DetectWindow::new(since, until),
+            &[],
+        ))
+        .expect("rules");
+    let by_rule: BTreeSet<(String, String)> = alerts
+        .iter()
+        .filter(|a| a.rule_id.starts_with("kms_trail_"))
+        .flat_map(|a| a.event_ids.iter().map(|e| (a.rule_id.clone(), e.clone())))
+        .collect();
+    assert_eq!(
+        by_rule,
+        [
+            ("kms_trail_bucket_tampered", "t-life"),
+            ("kms_trail_events_excluded", "t-sel"),
+            ("kms_trail_key_disabled", "k-dis"),
+            ("kms_trail_logging_stopped", "t-stop"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into_iter()
+        .collect()
+    );
+    let report = crate::rt()
+        .block_on(build_report(
+            &ctx,
+            "lake",
+            &ReportOptions {
+                since: Some(since),
+                until: Some(until),
+                ..ReportOptions::default()
+            },
+        ))
+        .expect("report");
+    let changes = report
+        .sections
+        .iter()
+        .find(|s| s.def.id == "trail_changes")
+        .expect("trail_changes");
+    let findings: BTreeSet<&str> = changes
+        .rows
+        .iter()
+        .filter(|r| r["finding"] == Value::Bool(true))
+        .filter_map(|r| r["event_id"].as_str())
+        .collect();
+    assert_eq!(findings, BTreeSet::from(["t-life", "t-sel", "t-stop"]));
+    // Another bucket's policy is not the trail's business.
+    assert!(changes.rows.iter().all(|r| r["event_id"] != "t-other"));
+}

@@ -84,7 +84,7 @@ def replay(table):
 const INDEPENDENT_READER: &str = r#"
 lake = sys.argv[1]
 out = {}
-for name in ["kms_events", "objects"]:
+for name in ["kms_events", "objects", "digests", "trail_events"]:
     table = os.path.join(lake, name)
     files, protocol, meta = replay(table)
     dt = deltalake.DeltaTable(table)

@@ -47,6 +47,10 @@ pub struct Args {
     /// a file of `aws cloudtrail list-public-keys` JSON, or `aws` to ask CloudTrail
     #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE|aws")]
     pub public_keys: Option<String>,
+    /// Keys that encrypt the trail's logs (ARNs or ids, comma-separated), besides those
+    /// its CreateTrail/UpdateTrail events name: disabling one is critical
+    #[arg(long, env = "KMS_AUDIT_TRAIL_KEYS", value_delimiter = ',')]
+    pub trail_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -81,6 +85,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     let rules = rules(args.rules.as_deref())?;
     let rt = &lake.rt;
     let ctx = lake.query()?;
+    kms_audit::detect::set_trail_keys(&ctx, &args.trail_keys)?;
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
     let mut opts = DetectOptions {
         since,

@@ -12,7 +12,8 @@
 //! With `KMS_AUDIT_PUBLIC_KEYS=aws` it also checks CloudTrail log-file integrity (rule
 //! `log_integrity`): the digests ingested since the last run, with the keys
 //! `cloudtrail:ListPublicKeys` returns for the trails' home regions, and account-regions
-//! whose digests stopped for over 2 hours.
+//! whose digests stopped for over 2 hours. `KMS_AUDIT_TRAIL_KEYS` (comma-separated) names
+//! keys that encrypt the trail, for `kms_trail_key_disabled`.
 //!
 //! Delivery is at least once: the state (`<lake>/state/detections.json`) is saved only after
 //! every sink accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
@@ -69,6 +70,8 @@ pub struct Detector {
     rules: Arc<Vec<Rule>>,
     /// Log-file integrity is checked only with keys.
     public_keys: Option<PublicKeysSource>,
+    /// Keys that encrypt the trail (`KMS_AUDIT_TRAIL_KEYS`, the template's TrailKmsKeyArn).
+    trail_keys: Vec<String>,
 }
 
 impl Detector {
@@ -76,7 +79,13 @@ impl Detector {
         let uri = lambda_common::lake_from_env()?;
         let sinks = lambda_common::alert_sinks_from_env();
         let trusted = lambda_common::trusted_accounts_from_env();
-        let d = Detector::new(Aws::load().await, &uri, sinks, trusted)?;
+        let mut d = Detector::new(Aws::load().await, &uri, sinks, trusted)?;
+        d.trail_keys = std::env::var("KMS_AUDIT_TRAIL_KEYS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect();
         Ok(match std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() {
             Ok("aws") => d.with_public_keys(PublicKeysSource::Aws),
             _ => d,
@@ -104,6 +113,7 @@ impl Detector {
             trusted,
             rules: Arc::new(builtin_rules()?),
             public_keys: None,
+            trail_keys: Vec::new(),
         })
     }
 
@@ -117,6 +127,7 @@ impl Detector {
             ..DetectOptions::default()
         };
         let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
+        kms_audit::detect::set_trail_keys(&ctx, &self.trail_keys)?;
         let lake = self.lake.clone();
         let mut state =
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;

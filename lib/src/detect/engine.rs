@@ -244,6 +244,54 @@ pub async fn register_window(
     let until_day = crate::time::format_day((window.until - 1).div_euclid(DAY_MICROS));
     let history_start = window.since - HISTORY_DAYS * DAY_MICROS;
     let history_day = crate::time::format_day(history_start.div_euclid(DAY_MICROS));
+    let has = |t: &str| ctx.table_exist(t).unwrap_or(false);
+    // CloudTrail's own events, and what they say about the trail: its buckets (also from
+    // the digests, which name the bucket they were written to) and the keys that encrypt it
+    // (also from `configured_trail_keys`, see [`set_trail_keys`]).
+    let trail_events = if has(crate::ingest::trail::TRAIL_TABLE) {
+        "SELECT * FROM trail_events".to_owned()
+    } else {
+        "SELECT * FROM (VALUES (1)) WHERE false".to_owned()
+    };
+    let mut buckets = vec![
+        "SELECT s3_bucket AS bucket FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND s3_bucket IS NOT NULL"
+            .to_owned(),
+    ];
+    if has(crate::lake::table::DIGESTS_TABLE) {
+        buckets.push(
+            "SELECT digest_s3_bucket FROM digests_files WHERE digest_s3_bucket IS NOT NULL"
+                .to_owned(),
+        );
+    }
+    let mut keys = vec![
+        "SELECT kms_key_id AS key FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND kms_key_id IS NOT NULL AND error_code IS NULL"
+            .to_owned(),
+    ];
+    if has("configured_trail_keys") {
+        keys.push("SELECT key FROM configured_trail_keys".to_owned());
+    }
+    let has_trail = has(crate::ingest::trail::TRAIL_TABLE);
+    let trail_views: Vec<String> = if has_trail {
+        vec![
+            "DROP VIEW IF EXISTS window_trail_events".to_owned(),
+            "DROP VIEW IF EXISTS trail_buckets".to_owned(),
+            "DROP VIEW IF EXISTS trail_keys".to_owned(),
+            format!(
+                "CREATE VIEW window_trail_events AS {trail_events}                  WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}'                    AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')                    AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                window.since, window.until
+            ),
+            format!(
+                "CREATE VIEW trail_buckets AS SELECT DISTINCT bucket FROM ({})",
+                buckets.join(" UNION ALL ")
+            ),
+            format!(
+                "CREATE VIEW trail_keys AS SELECT DISTINCT key FROM ({})",
+                keys.join(" UNION ALL ")
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
     let stmts = [
         "DROP VIEW IF EXISTS window_events".to_owned(),
         "DROP VIEW IF EXISTS history_events".to_owned(),
@@ -281,9 +329,33 @@ pub async fn register_window(
             sql
         },
     ];
-    for s in stmts {
+    for s in stmts.into_iter().chain(trail_views) {
         run_sql(ctx, &s).await?;
     }
+    Ok(())
+}
+
+/// Keys known to encrypt the trail's logs (the template's `TrailKmsKeyArn`,
+/// `--trail-keys`), besides those its CreateTrail/UpdateTrail events name: disabling or
+/// deleting one is critical (`kms_trail_key_disabled`).
+pub fn set_trail_keys(ctx: &SessionContext, keys: &[String]) -> Result<(), DetectError> {
+    let rows: Vec<String> = keys
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("('{}')", k.replace('\'', "''")))
+        .collect();
+    let sql = if rows.is_empty() {
+        "SELECT CAST(NULL AS VARCHAR) AS key WHERE false".to_owned()
+    } else {
+        format!("SELECT column1 AS key FROM (VALUES {})", rows.join(", "))
+    };
+    let setup = |e: datafusion::error::DataFusionError| DetectError::Setup(e.into());
+    let plan = futures::executor::block_on(ctx.state().create_logical_plan(&sql)).map_err(setup)?;
+    ctx.register_table(
+        "configured_trail_keys",
+        std::sync::Arc::new(datafusion::datasource::ViewTable::new(plan, Some(sql))),
+    )
+    .map_err(setup)?;
     Ok(())
 }
 

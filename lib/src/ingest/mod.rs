@@ -16,6 +16,7 @@ pub(crate) mod lenient;
 pub mod object_name;
 pub mod reader;
 pub mod record;
+pub mod trail;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -379,6 +380,8 @@ pub enum PendingRows {
 pub struct ReadObject {
     pub report: ObjectReport,
     pub rows: PendingRows,
+    /// CloudTrail's own events that switch KMS evidence off (for `trail_events`).
+    pub trail_events: Vec<trail::TrailEvent>,
 }
 
 /// Where an object's rows are while it is read.
@@ -482,6 +485,7 @@ pub fn read_object_with(
         file: None,
     };
     let mut examples = Vec::new();
+    let mut trail_events = Vec::new();
     let read = with_builder(INITIAL_ROWS, |builder| -> Result<(), ObjectError> {
         loop {
             let item = match reader.next_item() {
@@ -510,7 +514,15 @@ pub fn read_object_with(
                     counts.kms_events += 1;
                     builder.append(&event);
                 }
-                Outcome::Skipped => counts.skipped += 1,
+                Outcome::Skipped => {
+                    counts.skipped += 1;
+                    if trail_events.len() < trail::MAX_PER_OBJECT
+                        && trail::is_candidate(raw)
+                        && let Some(e) = trail::parse(raw, &uri)
+                    {
+                        trail_events.push(e);
+                    }
+                }
                 Outcome::Rejected(reason) => {
                     counts.rejected += 1;
                     if counts.rejected > limits.rejects {
@@ -573,6 +585,7 @@ pub fn read_object_with(
             version: None,
         },
         rows,
+        trail_events,
     })
 }
 
@@ -701,6 +714,9 @@ pub struct RunSummary {
     /// Digest objects recorded in `digests` now (counted in `objects` too; a digest that
     /// could not be read or recorded is in `failures`).
     pub digests: u64,
+    /// Records kept in `trail_events` (CloudTrail's own events that switch KMS evidence
+    /// off; counted in `skipped` too).
+    pub trail_events: u64,
 }
 
 /// When an ingest run commits.
@@ -952,6 +968,7 @@ struct WorkerOut {
     reports: Vec<ObjectReport>,
     failures: Vec<ObjectError>,
     staged: Vec<StagedFile>,
+    trail: Vec<trail::TrailEvent>,
 }
 
 /// Reads a group's objects on the pool's threads, then publishes and commits their rows.
@@ -976,18 +993,46 @@ fn ingest_group<S: SourceObject>(
         .collect();
     let mut reports = Vec::new();
     let mut staged = Vec::new();
+    let mut trail = Vec::new();
     for out in outs {
         summary.failures.extend(out.failures);
         reports.extend(out.reports);
         staged.extend(out.staged);
+        trail.extend(out.trail);
     }
     summary.objects_failed = summary.failures.len() as u64;
     if reports.is_empty() {
         staged.into_iter().for_each(StagedFile::discard);
         return;
     }
-    match commit_group(staged, &reports, lake, tables) {
+    // Only the objects about to be committed. Before their rows: a crash in between
+    // reads them again (their trail events then twice), never loses them.
+    let committed: std::collections::HashSet<&str> =
+        reports.iter().map(|r| r.uri.as_str()).collect();
+    trail.retain(|e| committed.contains(e.source_object.as_str()));
+    let kept = trail.len() as u64;
+    let trail_written = if trail.is_empty() {
+        Ok(())
+    } else {
+        match tables
+            .location()
+            .block_on(crate::lake::trail::append_trail_events(tables, &trail))
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(crate::lake::table::TableError::from(e)),
+        }
+    };
+    let committed = match trail_written {
+        Ok(()) => commit_group(staged, &reports, lake, tables),
+        Err(e) => {
+            staged.into_iter().for_each(StagedFile::discard);
+            Err(e)
+        }
+    };
+    match committed {
         Ok((version, files, warning)) => {
+            summary.trail_events += kept;
             summary.warnings.extend(warning);
             summary.versions.push(version);
             summary.files_added += files;
@@ -1047,6 +1092,7 @@ fn read_objects<S: SourceObject>(
             }
         };
         progress(&Ok(read.report.clone()));
+        out.trail.extend(read.trail_events);
         match read.rows {
             PendingRows::Memory(batches) if broken.is_none() => {
                 for (b, d) in &batches {

@@ -19,6 +19,8 @@ pub mod compact;
 pub mod convert;
 #[cfg(feature = "query")]
 pub mod table;
+#[cfg(feature = "query")]
+pub mod trail;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

@@ -377,6 +377,12 @@ impl Tables {
             &crate::integrity::lake::digests_schema(),
             DIGESTS_PARTITION,
         )
+        .await?;
+        self.ensure_table(
+            crate::ingest::trail::TRAIL_TABLE,
+            &crate::lake::trail::trail_events_schema(),
+            crate::ingest::trail::TRAIL_PARTITION,
+        )
         .await
     }
 

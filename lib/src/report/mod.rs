@@ -235,7 +235,26 @@ pub async fn build_report(
                 section: def.id.clone(),
                 source,
             })?;
+        // No rows, maybe no batch: the columns come from the query's plan.
+        let planned: Vec<String> = if batches.is_empty() {
+            ctx.state()
+                .create_logical_plan(&def.sql)
+                .await
+                .map(|p| {
+                    p.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let mut s = section(def, batches)?;
+        if s.columns.is_empty() {
+            s.columns = planned;
+        }
         s.seconds = started.elapsed().as_secs_f64();
         sections.push(s);
     }

@@ -22,6 +22,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::ingest::trail::{TRAIL_PARTITION, TRAIL_TABLE};
 use crate::lake::table::{
     AsOf, DIGESTS_PARTITION, DIGESTS_TABLE, Location, OBJECTS_PARTITION, OBJECTS_TABLE, TableError,
     Tables,
@@ -82,6 +83,15 @@ pub(crate) fn register_events(ctx: &SessionContext, lake_url: &str) -> Result<()
         .with_schema(schema());
     let table = ListingTable::try_new(config)?;
     ctx.register_table(TABLE, Arc::new(table))?;
+    // Trail events always have a date: a plain table, like kms_events.
+    let trail_url = ListingTableUrl::parse(format!("{base}/{TRAIL_TABLE}/"))?;
+    let trail_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(TRAIL_PARTITION.to_owned(), DataType::Date32)]);
+    let config = ListingTableConfig::new(trail_url)
+        .with_listing_options(trail_options)
+        .with_schema(crate::lake::trail::trail_events_file_schema());
+    ctx.register_table(TRAIL_TABLE, Arc::new(ListingTable::try_new(config)?))?;
     let without = |all: arrow::datatypes::SchemaRef, partition: &str| {
         let fields: Vec<_> = all
             .fields()
@@ -179,17 +189,19 @@ pub async fn open(loc: &Location, as_of: &AsOf) -> Result<SessionContext, QueryE
     let events = tables.read_snapshot(TABLE, as_of).await?;
     let objects = tables.read_snapshot(OBJECTS_TABLE, &AsOf::Latest).await?;
     let digests = tables.read_snapshot(DIGESTS_TABLE, &AsOf::Latest).await?;
+    let trail = tables.read_snapshot(TRAIL_TABLE, &AsOf::Latest).await?;
     let mut live = std::collections::HashSet::new();
     for (name, snap) in [
         (TABLE, &events),
         (OBJECTS_TABLE, &objects),
         (DIGESTS_TABLE, &digests),
+        (TRAIL_TABLE, &trail),
     ] {
         for f in &snap.files {
             live.insert(loc.path(&format!("{name}/{}", f.path)).to_string());
         }
     }
-    let tables_prefixes = [TABLE, OBJECTS_TABLE, DIGESTS_TABLE]
+    let tables_prefixes = [TABLE, OBJECTS_TABLE, DIGESTS_TABLE, TRAIL_TABLE]
         .iter()
         .map(|t| format!("{}/", loc.path(t)))
         .collect();
