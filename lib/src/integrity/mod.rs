@@ -520,7 +520,14 @@ fn judge_digest(
     };
     let me = d.display();
     let mut status = Status::Valid;
-    if canonical_key(&b.key).as_deref() != Some(d.object.as_str()) {
+    // Where it says it was written, from `AWSLogs/` on; in a copy without that layout,
+    // by file name.
+    let file = |k: &str| k.rsplit(['/', '\\']).next().unwrap_or(k).to_owned();
+    let moved = match (canonical_key(&b.key), canonical_key(&d.object)) {
+        (Some(said), Some(_)) => said != d.object,
+        _ => file(&b.key) != file(&d.object),
+    };
+    if moved {
         out.push(Finding {
             kind: Kind::DigestMoved,
             object: me.clone(),
@@ -667,4 +674,68 @@ pub fn json_lines(v: &Verification) -> String {
     s.push_str(&serde_json::json!({ "summary": v.summary }).to_string());
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+
+    fn digest(key: &str, found_at: &str, start: i64, previous: Option<&str>) -> Digest {
+        Digest {
+            object: canonical_key(found_at).unwrap_or_else(|| found_at.to_owned()),
+            source_uri: found_at.to_owned(),
+            name: DigestName::parse(found_at),
+            sha256: format!("{start:064}"),
+            signature: None,
+            body: Ok(DigestBody {
+                account_id: Some("111122223333".into()),
+                start,
+                end: start + H,
+                end_text: String::new(),
+                bucket: "b".into(),
+                key: key.into(),
+                fingerprint: "f".into(),
+                signature_algorithm: None,
+                previous_bucket: previous.map(|_| "b".into()),
+                previous_key: previous.map(str::to_owned),
+                previous_hash: previous.map(|_| format!("{:064}", start - H)),
+                previous_signature: None,
+                logs: Vec::new(),
+            }),
+        }
+    }
+
+    fn key(hour: u32) -> String {
+        format!(
+            "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20261101T{hour:02}0000Z.json.gz"
+        )
+    }
+
+    #[test]
+    fn moved_digests_restarted_chains_and_copies_without_the_layout() {
+        let mut ev = Evidence::default();
+        // Found under another key than the one it names: moved.
+        ev.add_digest(digest(&key(1), &format!("/copy/{}", key(2)), 0, None));
+        let v = verify(&ev, &PublicKeys::default(), Window::default());
+        assert_eq!(v.findings[0].kind, Kind::DigestMoved, "{:?}", v.findings);
+        assert!(v.failed());
+
+        // A chain that starts again after older digests: reported, not a failure.
+        let mut ev = Evidence::default();
+        ev.add_digest(digest(&key(1), &key(1), H, None));
+        ev.add_digest(digest(&key(5), &key(5), 5 * H, None));
+        let v = verify(&ev, &PublicKeys::default(), Window::default());
+        let kinds: Vec<Kind> = v.findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec![Kind::DigestChainRestarted]);
+        assert!(!v.failed());
+
+        // A flat copy (no AWSLogs/ in its path) is judged by file name.
+        let flat = format!("/flat/{}", key(1).rsplit('/').next().unwrap_or_default());
+        let mut ev = Evidence::default();
+        ev.add_digest(digest(&key(1), &flat, H, None));
+        let v = verify(&ev, &PublicKeys::default(), Window::default());
+        assert!(v.findings.is_empty(), "{:?}", v.findings);
+    }
 }
