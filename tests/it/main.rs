@@ -2,6 +2,7 @@
 
 mod aws;
 mod compact;
+mod controls;
 mod detect_fn;
 mod detections;
 mod docs;

@@ -382,6 +382,10 @@ fn the_html_renders_in_a_real_browser() {
         );
     }
     assert_eq!(dom.matches("<svg").count(), 3, "three inline charts");
+    // The verdict comes first: the control table, then the findings, then the evidence.
+    let at = |id: &str| dom.find(&format!("id=\"{id}\"")).unwrap_or(usize::MAX);
+    assert!(at("controls") < at("findings") && at("findings") < at("charts"));
+    assert!(dom.contains("No key scheduled for deletion or disabled"));
     let deletion = &incident(m, "key_deletion_scheduled").event_ids[0];
     assert!(dom.contains(deletion.as_str()));
 

@@ -24,6 +24,8 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod controls;
+
 use crate::catalog::References;
 use crate::detect::{DetectError, Rule, Window, run_rules};
 use crate::sql::{OutputFormat, QueryError, run_sql, write_batches};
@@ -134,6 +136,10 @@ pub struct Report {
     pub until: String,
     pub generated_at: String,
     pub events_in_period: i64,
+    /// The verdict: one row per control (see [`controls`]).
+    pub controls: Vec<controls::Control>,
+    /// Every finding of the period, most severe first.
+    pub findings: Vec<controls::Finding>,
     pub sections: Vec<Section>,
     /// KMS calls per day, denied requests per day, calls of the top principals.
     pub charts: BTreeMap<String, Vec<Point>>,
@@ -326,7 +332,11 @@ pub async fn build_report(
     ] {
         charts.insert(name.to_owned(), points(&run_sql(ctx, sql).await?));
     }
+    let controls = controls::controls(&sections, events_in_period);
+    let findings = controls::findings(&controls, &sections);
     Ok(Report {
+        controls,
+        findings,
         lake: lake.to_owned(),
         lake_version,
         since: since_s,
@@ -725,6 +735,70 @@ fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
     svg
 }
 
+/// "3 accounts, 2 regions, 24 keys" from the key inventory and coverage sections.
+fn scope_text(r: &Report) -> String {
+    let mut accounts = std::collections::BTreeSet::new();
+    let mut regions = std::collections::BTreeSet::new();
+    let mut keys = 0;
+    for s in &r.sections {
+        for row in &s.rows {
+            if let Some(a) = row.get("account_id").and_then(Value::as_str) {
+                accounts.insert(a.to_owned());
+            }
+            for k in ["aws_region", "region"] {
+                if let Some(x) = row.get(k).and_then(Value::as_str) {
+                    regions.insert(x.to_owned());
+                }
+            }
+        }
+        if s.def.id == "key_inventory" {
+            keys = s.rows.len();
+        }
+    }
+    format!(
+        "{} account(s) ({}), {} region(s) ({}), {keys} key(s)",
+        accounts.len(),
+        accounts.into_iter().collect::<Vec<_>>().join(", "),
+        regions.len(),
+        regions.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Key ARN → its first alias, from the key inventory.
+fn key_aliases(r: &Report) -> BTreeMap<String, String> {
+    r.sections
+        .iter()
+        .filter(|s| s.def.id == "key_inventory")
+        .flat_map(|s| s.rows.iter())
+        .filter_map(|row| {
+            let arn = row.get("key_arn")?.as_str()?;
+            let alias = row.get("aliases")?.as_array()?.first()?.as_str()?;
+            Some((arn.to_owned(), alias.to_owned()))
+        })
+        .collect()
+}
+
+/// A key named by alias and short id (the ARN in the tooltip); anything else as it is.
+fn short_subject(subject: &str, aliases: &BTreeMap<String, String>) -> String {
+    match subject.split_once(":key/") {
+        Some((_, id)) => {
+            let short = id.get(..8).unwrap_or(id);
+            let name = match aliases.get(subject) {
+                Some(a) => format!("{a} ({short}…)"),
+                None => format!("key {short}…"),
+            };
+            format!("<abbr title=\"{}\">{}</abbr>", esc(subject), esc(&name))
+        }
+        None => esc(subject),
+    }
+}
+
+/// [`render_html`], for tests outside the crate.
+#[doc(hidden)]
+pub fn render_html_for_tests(r: &Report) -> String {
+    render_html(r)
+}
+
 /// The self-contained HTML rendering.
 pub(crate) fn render_html(r: &Report) -> String {
     let mut h = String::new();
@@ -741,6 +815,9 @@ th{{background:#eef2f7}}tr.finding td{{background:#fff1f0}}code{{font-size:11px}
 figure{{margin:1rem 0}}figcaption{{font-weight:600;margin-bottom:.3rem}}\
 svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10px;fill:#1d2430}}svg .axis{{stroke:#5b6576}}\
 .summary td{{border:none;padding:2px 12px 2px 0}}nav a{{margin-right:.8rem}}\
+.nw{{white-space:nowrap;word-break:normal}}tr.status-fail td{{background:#fde2e0}}tr.status-pass td{{background:#e6f4ea}}tr.status-not-evaluated td{{background:#f3f4f6}}\
+tr.sev-critical td:first-child{{color:#a50e0e;font-weight:700}}tr.sev-high td:first-child{{color:#c5221f;font-weight:600}}\
+h2{{break-before:auto}}section{{break-before:page}}\
 @media print{{body{{margin:0;max-width:none}}h2{{break-after:avoid}}tr{{break-inside:avoid}}nav{{display:none}}}}\
 </style></head><body>",
         esc(&r.since),
@@ -748,25 +825,109 @@ svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10p
     );
     let _ = write!(
         h,
-        "<h1>KMS audit report</h1><p class=\"muted\">From the CloudTrail record of AWS KMS calls. Every finding row cites the events (event ids) that prove it.</p>\
-<table class=\"summary\"><tr><td>Lake</td><td><code>{}</code> version {}</td></tr><tr><td>Period</td><td>{} to {} (end exclusive)</td></tr>\
-<tr><td>KMS events in the period</td><td>{}</td></tr><tr><td>Generated</td><td>{}</td></tr></table><nav>",
+        "<h1>KMS audit report</h1><p class=\"muted\">From the CloudTrail record of AWS KMS calls. Every finding cites the events (event ids) or objects that prove it.</p>\
+<table class=\"summary\"><tr><td>Period</td><td>{} to {} (end exclusive)</td></tr>\
+<tr><td>Scope</td><td>{}</td></tr><tr><td>KMS events in the period</td><td>{}</td></tr>\
+<tr><td>Lake</td><td><code>{}</code> version {} (<code>kms-audit report --as-of {}</code> reproduces this report)</td></tr><tr><td>Generated</td><td>{}</td></tr></table>",
+        esc(&r.since),
+        esc(&r.until),
+        esc(&scope_text(r)),
+        r.events_in_period,
         esc(&r.lake),
         r.lake_version
             .map_or_else(|| "(unknown)".to_owned(), |v| v.to_string()),
-        esc(&r.since),
-        esc(&r.until),
-        r.events_in_period,
+        r.lake_version
+            .map_or_else(|| "VERSION".to_owned(), |v| v.to_string()),
         esc(&r.generated_at)
     );
-    for s in &r.sections {
+    let aliases = key_aliases(r);
+    let failed = r
+        .controls
+        .iter()
+        .filter(|c| c.status == controls::Status::Fail)
+        .count();
+    let _ = write!(
+        h,
+        "<h2 id=\"controls\">Controls</h2><p>{}</p><table class=\"controls\"><thead><tr><th>Control</th><th>References</th><th class=\"nw\">Status</th><th class=\"nw\">Findings</th><th>Basis</th></tr></thead><tbody>",
+        if r.controls.is_empty() {
+            "No control evaluated.".to_owned()
+        } else if failed == 0 {
+            format!("No control failed ({} controls).", r.controls.len())
+        } else {
+            format!(
+                "{failed} of {} controls failed: their findings follow, most severe first.",
+                r.controls.len()
+            )
+        }
+    );
+    for c in &r.controls {
+        let status = c.status.label();
         let _ = write!(
             h,
-            "<a href=\"#{}\">{}</a>",
-            esc(&s.def.id),
-            esc(&s.def.title)
+            "<tr class=\"status-{}\"><td>{}</td><td class=\"refs\">{}</td><td class=\"nw\"><b>{}</b></td><td class=\"nw\">{}</td><td>{}</td></tr>",
+            status.replace(' ', "-"),
+            esc(&c.title),
+            esc(&c.references.labels().join("; ")),
+            esc(status),
+            if c.findings.is_empty() {
+                "0".to_owned()
+            } else {
+                format!("<a href=\"#findings\">{}</a>", c.findings.len())
+            },
+            esc(c.reason.as_deref().unwrap_or(if c.findings.is_empty() {
+                ""
+            } else {
+                "see the findings"
+            })),
         );
     }
+    h.push_str("</tbody></table>");
+    let _ = write!(
+        h,
+        "<h2 id=\"findings\">Findings by severity</h2><p class=\"muted\">{} finding(s): every alert of the period and every failed control item, most severe first.</p>",
+        r.findings.len()
+    );
+    if !r.findings.is_empty() {
+        h.push_str("<table><thead><tr><th class=\"nw\">Severity</th><th>What</th><th>About</th><th>Who</th><th>When</th><th>From</th><th>Evidence</th></tr></thead><tbody>");
+        for f in r.findings.iter().take(HTML_ROWS) {
+            let evidence = if f.event_ids.is_empty() {
+                format!("<a href=\"#{}\">{}</a>", esc(&f.section), esc(&f.section))
+            } else {
+                format!(
+                    "<code>{}</code>{}",
+                    esc(&f
+                        .event_ids
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ")),
+                    if f.event_ids.len() > 3 {
+                        format!(" and {} more", f.event_ids.len() - 3)
+                    } else {
+                        String::new()
+                    }
+                )
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"sev-{}\"><td class=\"nw\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.severity.as_str(),
+                f.severity.as_str(),
+                esc(&f.summary),
+                f.subject
+                    .as_deref()
+                    .map(|s| short_subject(s, &aliases))
+                    .unwrap_or_default(),
+                esc(f.principal.as_deref().unwrap_or("")),
+                esc(f.when.as_deref().unwrap_or("")),
+                esc(&f.source_ips.join(", ")),
+                evidence
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("<nav>");
     h.push_str("</nav><h2 id=\"charts\">Activity</h2>");
     let empty = Vec::new();
     h.push_str(&bar_chart(
