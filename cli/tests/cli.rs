@@ -588,3 +588,71 @@ fn verify_without_signatures_checks_a_generated_tree() {
     assert!(s["digests"].as_u64().unwrap_or(0) >= 3, "{s}");
     assert_eq!(s["logs_listed"], s["logs"], "{s}");
 }
+
+/// Reports written side by side: the later one finds the earlier and lists the changes.
+#[test]
+fn a_report_beside_an_earlier_one_lists_the_changes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let generated = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "trail",
+            "--hours",
+            "6",
+            "--accounts",
+            "1",
+            "--regions",
+            "us-east-1",
+            "--kms-per-hour",
+            "10",
+        ],
+        dir,
+    );
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    assert!(kms_audit(&["ingest", "trail"], dir).status.success());
+    let first = kms_audit(
+        &[
+            "report",
+            "--out",
+            "reports/first",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-02T03:00:00Z",
+        ],
+        dir,
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = kms_audit(
+        &["report", "--out", "reports/second", "--since", "2026-11-01"],
+        dir,
+    );
+    assert!(second.status.success(), "{}", stderr(&second));
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/second/report.json")).expect("json"),
+    )
+    .expect("json");
+    let changes = &json["changes"];
+    assert!(
+        changes["previous"]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("reports/first/report.json")),
+        "{changes:#}"
+    );
+    assert!(changes["new_findings"].is_array(), "{changes:#}");
+    let html = std::fs::read_to_string(dir.join("reports/second/report.html")).expect("html");
+    assert!(html.contains("Changes since the previous report"));
+    assert!(html.contains("Compared with the report of"));
+    // --compare names it explicitly; the first report had nothing before it.
+    let first_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/first/report.json")).expect("json"),
+    )
+    .expect("json");
+    assert!(
+        first_json["changes"].is_null(),
+        "{:#}",
+        first_json["changes"]
+    );
+}

@@ -14,6 +14,7 @@ use crate::rt;
 
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 const KEY2: &str = "arn:aws:kms:us-east-1:111122223333:key/5678efgh-12ab-34cd-56ef-1234567890ab";
+const KEY3: &str = "arn:aws:kms:us-east-1:111122223333:key/9abcdef0-12ab-34cd-56ef-1234567890ab";
 
 fn on(key: &str) -> Value {
     json!([{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}])
@@ -59,19 +60,23 @@ fn planted() -> Vec<Value> {
                "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"},
                "resources": on(KEY)}),
         json!({"eventID": "p-mat", "eventTime": "2026-11-11T10:30:00Z", "eventName": "ImportKeyMaterial",
-               "readOnly": false, "requestParameters": {"keyId": KEY2, "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
-               "resources": on(KEY2)}),
+               "readOnly": false, "requestParameters": {"keyId": KEY3, "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
+               "resources": on(KEY3)}),
     ]
 }
 
 fn report(records: &[Value]) -> Report {
+    report_until(records, "2026-11-12T00:00:00Z")
+}
+
+fn report_until(records: &[Value], until: &str) -> Report {
     let records: Vec<Value> = records.iter().flat_map(expand).collect();
     let tmp = tempfile::tempdir().expect("tmp");
     let lake = lake_with(tmp.path(), &records);
     let ctx = open_local(lake.root()).expect("open");
     let opts = ReportOptions {
         since: kms_audit::time::parse_event_time("2026-11-10T00:00:00Z"),
-        until: kms_audit::time::parse_event_time("2026-11-12T00:00:00Z"),
+        until: kms_audit::time::parse_event_time(until),
         rules: builtin_rules().expect("rules"),
         ..ReportOptions::default()
     };
@@ -171,4 +176,60 @@ fn an_empty_period_evaluates_nothing_and_says_why() {
         assert_eq!(c.status, Status::NotEvaluated, "{c:#?}");
         assert!(c.reason.as_deref().is_some_and(|t| !t.is_empty()), "{c:#?}");
     }
+}
+
+/// A second report over a later period lists what changed since the first: the controls
+/// that failed since, the new findings with their events, the new key.
+#[test]
+fn a_later_report_lists_the_changes_since_the_previous_one() {
+    let mut records = benign();
+    records.extend(planted());
+    let first = report_until(&records, "2026-11-11T06:00:00Z");
+    let second = report(&records);
+    let prev = serde_json::to_value(&first).expect("json");
+    let c = kms_audit::report::changes::compare(&second, &prev, "reports/one/report.json");
+    assert_eq!(c.previous.until.as_deref(), Some(first.until.as_str()));
+    let changed: BTreeMap<&str, (Option<&str>, Status)> = c
+        .controls_changed
+        .iter()
+        .map(|x| (x.id.as_str(), (x.before.as_deref(), x.after)))
+        .collect();
+    for control in [
+        "rotation_enabled",
+        "no_deletion_or_disable",
+        "no_public_or_outside_policy",
+        "admin_with_mfa",
+        "no_root_use",
+        "key_material_unchanged",
+    ] {
+        assert_eq!(
+            changed.get(control),
+            Some(&(Some("pass"), Status::Fail)),
+            "{control}: {changed:?}"
+        );
+    }
+    assert!(!changed.contains_key("logging_coverage"), "{changed:?}");
+    let new: Vec<&String> = c.new_findings.iter().flat_map(|f| &f.event_ids).collect();
+    for id in [
+        "p-del", "p-dis", "p-rot", "p-pub", "p-ext", "p-root", "p-mat",
+    ] {
+        assert!(
+            new.iter().any(|e| *e == id),
+            "{id} not a new finding: {new:?}"
+        );
+    }
+    assert_eq!(c.new_keys, vec![KEY3.to_owned()]);
+    assert!(c.keys_gone.is_empty());
+    // Against itself: nothing changed.
+    let same = kms_audit::report::changes::compare(
+        &second,
+        &serde_json::to_value(&second).expect("json"),
+        "x",
+    );
+    assert!(
+        same.controls_changed.is_empty()
+            && same.new_findings.is_empty()
+            && same.new_keys.is_empty()
+    );
+    assert_eq!(same.findings_no_longer_present, 0);
 }

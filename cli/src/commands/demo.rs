@@ -199,6 +199,7 @@ pub fn run(args: Args) -> Result<i32> {
         no_alerts: false,
         as_of: None,
         public_keys: None,
+        compare: None,
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kms_audit::detect::builtin_rules;
 use kms_audit::report::{Report, ReportOptions, build_report, write_report};
 
@@ -39,10 +39,16 @@ pub struct Args {
     /// section checks the digest chain and every log's SHA-256, not signatures
     #[arg(long, env = "KMS_AUDIT_PUBLIC_KEYS", value_name = "FILE|aws")]
     pub public_keys: Option<String>,
+    /// The previous report to list changes against (its report.json or its directory).
+    /// Default: the latest earlier report in a directory beside --out
+    #[arg(long, value_name = "PREV/report.json")]
+    pub compare: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let report = build(&args)?;
+    let mut report = build(&args)?;
+    report.changes = previous(&args, &report.until)?
+        .map(|(location, prev)| kms_audit::report::changes::compare(&report, &prev, &location));
     let files = write_report(&report, &args.out)?;
     let sections: Vec<String> = report
         .sections
@@ -60,6 +66,42 @@ pub fn run(args: Args) -> Result<i32> {
         args.out.display()
     )?;
     Ok(0)
+}
+
+/// The previous report: `--compare`, else the latest earlier `report.json` in a
+/// directory beside `--out` (reports written side by side, one directory per period).
+fn previous(args: &Args, until: &str) -> Result<Option<(String, serde_json::Value)>> {
+    let read = |p: &std::path::Path| -> Result<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a report.json", p.display()))
+    };
+    if let Some(p) = &args.compare {
+        let file = if p.is_dir() {
+            p.join("report.json")
+        } else {
+            p.clone()
+        };
+        return Ok(Some((file.display().to_string(), read(&file)?)));
+    }
+    let out = std::fs::canonicalize(&args.out).unwrap_or_else(|_| args.out.clone());
+    let Some(parent) = out.parent() else {
+        return Ok(None);
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(None);
+    };
+    let mut candidates = Vec::new();
+    for e in entries.flatten() {
+        let file = e.path().join("report.json");
+        if e.path() != out && file.is_file() {
+            // An unreadable neighbour is not this report's business.
+            if let Ok(v) = read(&file) {
+                candidates.push((file.display().to_string(), v));
+            }
+        }
+    }
+    Ok(kms_audit::report::changes::pick_previous(&candidates, until, "").cloned())
 }
 
 /// The report of a run, before it is written.

@@ -129,12 +129,29 @@ impl Reporter {
             rules: builtin_rules()?,
             public_keys,
         };
-        let report = build_report(&ctx, &self.lake.uri(), &opts).await?;
+        let mut report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(
             "reports/{}_{}",
             format_day(since.div_euclid(DAY_MICROS)),
             format_day((until - 1).div_euclid(DAY_MICROS))
         );
+        // The previous report: the latest earlier one under reports/.
+        let lake = self.lake.clone();
+        let (mine, end) = (format!("{folder}/report.json"), report.until.clone());
+        report.changes = tokio::task::spawn_blocking(move || {
+            let mut candidates = Vec::new();
+            for f in lake.list("reports/").unwrap_or_default() {
+                if f.rel.ends_with("/report.json") && f.rel != mine {
+                    let bytes = lake.read(&f.rel).ok().flatten().unwrap_or_default();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                        candidates.push((format!("{}/{}", lake.uri(), f.rel), v));
+                    }
+                }
+            }
+            kms_audit::report::changes::pick_previous(&candidates, &end, "").cloned()
+        })
+        .await?
+        .map(|(location, prev)| kms_audit::report::changes::compare(&report, &prev, &location));
         let staging = tempfile::tempdir()?;
         let files = write_report(&report, staging.path())?;
         let lake = self.lake.clone();

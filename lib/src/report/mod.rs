@@ -24,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod changes;
 pub mod controls;
 
 use crate::catalog::References;
@@ -140,6 +141,8 @@ pub struct Report {
     pub controls: Vec<controls::Control>,
     /// Every finding of the period, most severe first.
     pub findings: Vec<controls::Finding>,
+    /// What changed since the previous report, when one was found ([`changes::compare`]).
+    pub changes: Option<changes::Changes>,
     pub sections: Vec<Section>,
     /// KMS calls per day, denied requests per day, calls of the top principals.
     pub charts: BTreeMap<String, Vec<Point>>,
@@ -337,6 +340,7 @@ pub async fn build_report(
     Ok(Report {
         controls,
         findings,
+        changes: None,
         lake: lake.to_owned(),
         lake_version,
         since: since_s,
@@ -793,6 +797,87 @@ fn short_subject(subject: &str, aliases: &BTreeMap<String, String>) -> String {
     }
 }
 
+fn render_changes(h: &mut String, r: &Report, aliases: &BTreeMap<String, String>) {
+    h.push_str("<h2 id=\"changes\">Changes since the previous report</h2>");
+    let Some(c) = &r.changes else {
+        h.push_str("<p class=\"muted\">No previous report to compare with (kms-audit report --compare PREV/report.json, or an earlier report beside this one).</p>");
+        return;
+    };
+    let _ = write!(
+        h,
+        "<p>Compared with the report of {} to {} (<code>{}</code>, lake version {}).</p><ul>",
+        esc(c.previous.since.as_deref().unwrap_or("?")),
+        esc(c.previous.until.as_deref().unwrap_or("?")),
+        esc(&c.previous.location),
+        c.previous
+            .lake_version
+            .map_or_else(|| "?".to_owned(), |v| v.to_string())
+    );
+    let list = |keys: &[String]| {
+        keys.iter()
+            .map(|k| short_subject(k, aliases))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = write!(
+        h,
+        "<li>Controls that changed status: {}</li><li>New findings: {}</li><li>Findings no longer present: {}</li><li>New keys: {}</li><li>Keys gone: {}</li></ul>",
+        if c.controls_changed.is_empty() {
+            "none".to_owned()
+        } else {
+            c.controls_changed
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} ({} → <b>{}</b>)",
+                        esc(&x.title),
+                        esc(x
+                            .before
+                            .as_deref()
+                            .unwrap_or("absent")
+                            .replace('_', " ")
+                            .as_str()),
+                        x.after.label()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        c.new_findings.len(),
+        c.findings_no_longer_present,
+        if c.new_keys.is_empty() {
+            "none".to_owned()
+        } else {
+            list(&c.new_keys)
+        },
+        if c.keys_gone.is_empty() {
+            "none".to_owned()
+        } else {
+            list(&c.keys_gone)
+        },
+    );
+    if !c.new_findings.is_empty() {
+        h.push_str("<table><thead><tr><th class=\"nw\">Severity</th><th>New finding</th><th>Evidence</th></tr></thead><tbody>");
+        for f in c.new_findings.iter().take(HTML_ROWS) {
+            let _ = write!(
+                h,
+                "<tr class=\"sev-{}\"><td class=\"nw\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                f.severity.as_str(),
+                f.severity.as_str(),
+                esc(&f.summary),
+                esc(&f
+                    .event_ids
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" "))
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+}
+
 /// [`render_html`], for tests outside the crate.
 #[doc(hidden)]
 pub fn render_html_for_tests(r: &Report) -> String {
@@ -927,6 +1012,7 @@ h2{{break-before:auto}}section{{break-before:page}}\
         }
         h.push_str("</tbody></table>");
     }
+    render_changes(&mut h, r, &aliases);
     h.push_str("<nav>");
     h.push_str("</nav><h2 id=\"charts\">Activity</h2>");
     let empty = Vec::new();
