@@ -233,3 +233,23 @@ fn a_later_report_lists_the_changes_since_the_previous_one() {
     );
     assert_eq!(same.findings_no_longer_present, 0);
 }
+
+/// Logging coverage fails on a trail change that switches KMS logging off, citing it.
+#[test]
+fn stopping_the_trail_fails_logging_coverage() {
+    let mut records = benign();
+    records.push(
+        json!({"eventID": "t-stop", "eventTime": "2026-11-11T09:00:00Z",
+        "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "readOnly": false,
+        "requestParameters": {"name": "org-trail"}}),
+    );
+    let r = report(&records);
+    let c = r
+        .controls
+        .iter()
+        .find(|c| c.id == "logging_coverage")
+        .expect("control");
+    assert_eq!(c.status, Status::Fail, "{c:#?}");
+    assert_eq!(c.findings[0].event_ids, vec!["t-stop".to_owned()]);
+    assert!(r.findings.iter().any(|f| f.event_ids == ["t-stop"]));
+}
