@@ -333,7 +333,12 @@ pub async fn build_report(
             "SELECT coalesce(principal, '(unknown)'), count(*) FROM period_events GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
         ),
     ] {
-        charts.insert(name.to_owned(), points(&run_sql(ctx, sql).await?));
+        let mut p = points(&run_sql(ctx, sql).await?);
+        if name.ends_with("_per_day") {
+            // Every day of the period, quiet ones at zero: the axis is the whole period.
+            p = every_day(p, since, until);
+        }
+        charts.insert(name.to_owned(), p);
     }
     let controls = controls::controls(&sections, events_in_period);
     let findings = controls::findings(&controls, &sections);
@@ -513,6 +518,26 @@ async fn integrity_sections(
     ])
 }
 
+/// One point per day from `since` to `until` (exclusive), zero where `points` has none.
+/// Periods longer than a year keep the points as they are.
+fn every_day(points: Vec<Point>, since: i64, until: i64) -> Vec<Point> {
+    let (first, last) = (
+        since.div_euclid(DAY_MICROS),
+        (until - 1).div_euclid(DAY_MICROS),
+    );
+    if last < first || last - first > 366 {
+        return points;
+    }
+    let known: BTreeMap<String, i64> = points.into_iter().map(|p| (p.label, p.value)).collect();
+    (first..=last)
+        .map(|d| {
+            let label = crate::time::format_day(d);
+            let value = known.get(&label).copied().unwrap_or(0);
+            Point { label, value }
+        })
+        .collect()
+}
+
 fn points(batches: &[RecordBatch]) -> Vec<Point> {
     let mut out = Vec::new();
     for b in batches {
@@ -653,7 +678,7 @@ const FINDING_COLUMNS: &[&str] = &[
 
 fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
     let mut svg = String::new();
-    if points.is_empty() {
+    if points.iter().all(|p| p.value == 0) {
         let _ = write!(
             svg,
             "<figure><figcaption>{}</figcaption><p class=\"muted\">No data in the period.</p></figure>",
@@ -710,9 +735,13 @@ fn bar_chart(title: &str, points: &[Point], horizontal: bool) -> String {
     );
     let _ = write!(
         svg,
-        "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{}\" y2=\"{h}\" class=\"axis\"/><text x=\"{pad}\" y=\"12\" class=\"v\">max {}</text>",
+        "<line x1=\"{pad}\" y1=\"{h}\" x2=\"{}\" y2=\"{h}\" class=\"axis\"/><text x=\"{pad}\" y=\"12\" class=\"v\">max {} a day</text><text x=\"{}\" y=\"{}\" class=\"l\" text-anchor=\"end\">day (UTC), {} to {}</text>",
         w - pad,
-        max as i64
+        max as i64,
+        w - pad,
+        h + 34.0,
+        esc(points.first().map_or("", |p| p.label.as_str())),
+        esc(points.last().map_or("", |p| p.label.as_str()))
     );
     let every = (points.len() / 10).max(1);
     for (i, p) in points.iter().enumerate() {
@@ -878,6 +907,76 @@ fn render_changes(h: &mut String, r: &Report, aliases: &BTreeMap<String, String>
     }
 }
 
+/// Rows of an evidence section shown in the HTML (finding rows first); the CSV has all.
+pub const SECTION_ROWS: usize = 100;
+
+/// A column name as a heading: `state_at_period_end` → "State at period end".
+fn column_label(c: &str) -> String {
+    let known = [
+        ("key_arn", "Key"),
+        ("event_id", "Event id"),
+        ("event_ids", "Event ids"),
+        ("sample_event_ids", "Sample event ids"),
+        ("source_ip", "Source address"),
+        ("source_ips", "Source addresses"),
+        ("aws_region", "Region"),
+        ("account_id", "Account"),
+        ("mfa_authenticated", "MFA"),
+        ("principal_type", "Principal type"),
+        ("unused_in_period", "Unused in the period"),
+        ("state_at_period_end", "State at the period's end"),
+    ];
+    if let Some((_, l)) = known.iter().find(|(k, _)| *k == c) {
+        return (*l).to_owned();
+    }
+    let words: Vec<String> = c
+        .split('_')
+        .map(|w| match w {
+            "arn" => "ARN".to_owned(),
+            "ip" | "ips" => w.to_uppercase(),
+            "mfa" | "kms" | "sha256" => w.to_uppercase(),
+            "id" => "id".to_owned(),
+            _ => w.to_owned(),
+        })
+        .collect();
+    let mut label = words.join(" ");
+    if let Some(first) = label.get(..1) {
+        label = first.to_uppercase() + &label[1..];
+    }
+    label
+}
+
+/// A cell for people: times without the `T`, key ARNs by alias and short id (the full
+/// value on hover), lists comma-separated.
+fn cell_html(v: Option<&Value>, aliases: &BTreeMap<String, String>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => text_html(s, aliases),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| cell_html(Some(x), aliases))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(other) => esc(&cell_text(Some(other))),
+    }
+}
+
+fn text_html(s: &str, aliases: &BTreeMap<String, String>) -> String {
+    if s.starts_with("arn:") && s.contains(":kms:") && s.contains(":key/") {
+        return short_subject(s, aliases);
+    }
+    let b = s.as_bytes();
+    if (19..=32).contains(&s.len())
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && crate::time::parse_event_time(s).is_some()
+    {
+        let shown = format!("{} {}", &s[..10], &s[11..19]);
+        return format!("<time datetime=\"{}\">{} UTC</time>", esc(s), esc(&shown));
+    }
+    esc(s)
+}
+
 /// [`render_html`], for tests outside the crate.
 #[doc(hidden)]
 pub fn render_html_for_tests(r: &Report) -> String {
@@ -900,7 +999,8 @@ th{{background:#eef2f7}}tr.finding td{{background:#fff1f0}}code{{font-size:11px}
 figure{{margin:1rem 0}}figcaption{{font-weight:600;margin-bottom:.3rem}}\
 svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10px;fill:#1d2430}}svg .axis{{stroke:#5b6576}}\
 .summary td{{border:none;padding:2px 12px 2px 0}}nav a{{margin-right:.8rem}}\
-.nw{{white-space:nowrap;word-break:normal}}tr.status-fail td{{background:#fde2e0}}tr.status-pass td{{background:#e6f4ea}}tr.status-not-evaluated td{{background:#f3f4f6}}\
+.nw{{white-space:nowrap;word-break:normal}}.print-footer{{display:none}}\
+@media print{{h2.evidence{{break-before:page}}.print-footer{{display:block;position:fixed;bottom:0;left:0;right:0;font-size:9px;color:#5b6576;text-align:center}}}}\tr.status-fail td{{background:#fde2e0}}tr.status-pass td{{background:#e6f4ea}}tr.status-not-evaluated td{{background:#f3f4f6}}\
 tr.sev-critical td:first-child{{color:#a50e0e;font-weight:700}}tr.sev-high td:first-child{{color:#c5221f;font-weight:600}}\
 h2{{break-before:auto}}section{{break-before:page}}\
 @media print{{body{{margin:0;max-width:none}}h2{{break-after:avoid}}tr{{break-inside:avoid}}nav{{display:none}}}}\
@@ -1034,7 +1134,7 @@ h2{{break-before:auto}}section{{break-before:page}}\
     for s in &r.sections {
         let _ = write!(
             h,
-            "<h2 id=\"{}\">{}</h2><p>{}</p><p class=\"refs\">References: {}</p>",
+            "<h2 id=\"{}\" class=\"evidence\">{}</h2><p>{}</p><p class=\"refs\">References: {}</p>",
             esc(&s.def.id),
             esc(&s.def.title),
             esc(&s.def.description),
@@ -1044,23 +1144,9 @@ h2{{break-before:auto}}section{{break-before:page}}\
             h.push_str("<p class=\"muted\">Nothing in the period.</p>");
             continue;
         }
-        let _ = write!(
-            h,
-            "<p class=\"muted\">{} row(s){}; all in <code>{}.csv</code>.</p><table><thead><tr>",
-            s.rows.len(),
-            if s.rows.len() > HTML_ROWS {
-                format!(", the first {HTML_ROWS} shown")
-            } else {
-                String::new()
-            },
-            esc(&s.def.id)
-        );
-        for c in &s.columns {
-            let _ = write!(h, "<th>{}</th>", esc(c));
-        }
-        h.push_str("</tr></thead><tbody>");
-        for row in s.rows.iter().take(HTML_ROWS) {
-            let finding = FINDING_COLUMNS
+        // Findings first, then the rest, up to SECTION_ROWS: the CSV has them all.
+        let is_finding = |row: &Map<String, Value>| {
+            FINDING_COLUMNS
                 .iter()
                 .any(|c| row.get(*c) == Some(&Value::Bool(true)))
                 || row.get("effect").and_then(Value::as_str) == Some("destructive")
@@ -1068,19 +1154,68 @@ h2{{break-before:auto}}section{{break-before:page}}\
                 || row
                     .get("external_accounts")
                     .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
+                    .is_some_and(|a| !a.is_empty())
+                || row.get("status").and_then(Value::as_str) == Some("FAILED")
+        };
+        let findings: Vec<&Map<String, Value>> = s
+            .rows
+            .iter()
+            .filter(|r| is_finding(r))
+            .take(HTML_ROWS)
+            .collect();
+        let rest = SECTION_ROWS.saturating_sub(findings.len());
+        let shown: Vec<(&Map<String, Value>, bool)> = findings
+            .iter()
+            .map(|r| (*r, true))
+            .chain(
+                s.rows
+                    .iter()
+                    .filter(|r| !is_finding(r))
+                    .take(rest)
+                    .map(|r| (r, false)),
+            )
+            .collect();
+        let _ = write!(
+            h,
+            "<p class=\"muted\">{} row(s){}{}; all in <code>{}.csv</code>.</p><table><thead><tr>",
+            s.rows.len(),
+            if findings.is_empty() {
+                String::new()
+            } else {
+                format!(", {} marked as findings", findings.len())
+            },
+            if shown.len() < s.rows.len() {
+                format!(", {} shown (findings first)", shown.len())
+            } else {
+                String::new()
+            },
+            esc(&s.def.id)
+        );
+        for c in &s.columns {
+            let _ = write!(h, "<th title=\"{}\">{}</th>", esc(c), esc(&column_label(c)));
+        }
+        h.push_str("</tr></thead><tbody>");
+        for (row, finding) in shown {
             h.push_str(if finding {
                 "<tr class=\"finding\">"
             } else {
                 "<tr>"
             });
             for c in &s.columns {
-                let _ = write!(h, "<td>{}</td>", esc(&cell_text(row.get(c))));
+                let _ = write!(h, "<td>{}</td>", cell_html(row.get(c), &aliases));
             }
             h.push_str("</tr>");
         }
         h.push_str("</tbody></table>");
     }
+    let _ = write!(
+        h,
+        "<div class=\"print-footer\">KMS audit report, {} to {}, lake version {}</div>",
+        esc(&r.since),
+        esc(&r.until),
+        r.lake_version
+            .map_or_else(|| "(unknown)".to_owned(), |v| v.to_string())
+    );
     h.push_str("<p class=\"muted\">kms-audit ");
     h.push_str(env!("CARGO_PKG_VERSION"));
     h.push_str("</p></body></html>\n");
