@@ -353,6 +353,50 @@ fn headless(browser: &str, profile: &Path) -> std::process::Command {
     c
 }
 
+/// Counts the pixels of the controls' row colours in the top rows of a PNG (8-bit RGB or
+/// RGBA, as Chromium writes screenshots), decoding it with the standard library only.
+const PNG_COLORS_PY: &str = r#"
+import json, struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+top = int(sys.argv[2])
+pos, idat, w, h, ctype = 8, b"", 0, 0, 0
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+        assert depth == 8 and ctype in (2, 6), (depth, ctype)
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+raw = zlib.decompress(idat)
+bpp = 3 if ctype == 2 else 4
+stride = w * bpp
+prev = bytearray(stride)
+want = {"fde2e0": (0xfd, 0xe2, 0xe0), "e6f4ea": (0xe6, 0xf4, 0xea)}
+counts = {k: 0 for k in want}
+i = 0
+for y in range(min(h, top)):
+    f = raw[i]; line = bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x - bpp] if x >= bpp else 0
+        b = prev[x]
+        c = prev[x - bpp] if x >= bpp else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    for x in range(0, stride, bpp):
+        px = tuple(line[x:x + 3])
+        for k, v in want.items():
+            if px == v:
+                counts[k] += 1
+    prev = line
+print(json.dumps(counts))
+"#;
+
 #[test]
 fn the_html_renders_in_a_real_browser() {
     let Some(browser) = chromium() else { return };
@@ -405,6 +449,27 @@ fn the_html_renders_in_a_real_browser() {
         "a painted page, {} bytes",
         png.len()
     );
+    // The first screen shows the control table: the rows of failed controls (their red)
+    // and of passed ones (their green) are painted in its top 1,000 pixels.
+    if let Ok(python) = std::env::var("KMS_AUDIT_TEST_PYTHON") {
+        let o = std::process::Command::new(python)
+            .arg("-c")
+            .arg(PNG_COLORS_PY)
+            .arg(&shot)
+            .arg("1000")
+            .output()
+            .expect("python");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let counts: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert!(
+            counts["fde2e0"].as_u64().unwrap_or(0) > 5_000,
+            "no failed control rows painted: {counts}"
+        );
+        assert!(
+            counts["e6f4ea"].as_u64().unwrap_or(0) > 2_000,
+            "no passed control rows painted: {counts}"
+        );
+    }
     let o = headless(&browser, profile.path())
         .arg("--no-pdf-header-footer")
         .arg(format!("--print-to-pdf={}", pdf.display()))

@@ -999,14 +999,19 @@ th{{background:#eef2f7}}tr.finding td{{background:#fff1f0}}code{{font-size:11px}
 figure{{margin:1rem 0}}figcaption{{font-weight:600;margin-bottom:.3rem}}\
 svg .b{{fill:#3b6fb6}}svg .l{{font-size:10px;fill:#5b6576}}svg .v{{font-size:10px;fill:#1d2430}}svg .axis{{stroke:#5b6576}}\
 .summary td{{border:none;padding:2px 12px 2px 0}}nav a{{margin-right:.8rem}}\
-.nw{{white-space:nowrap;word-break:normal}}.print-footer{{display:none}}\
-@media print{{h2.evidence{{break-before:page}}.print-footer{{display:block;position:fixed;bottom:0;left:0;right:0;font-size:9px;color:#5b6576;text-align:center}}}}\tr.status-fail td{{background:#fde2e0}}tr.status-pass td{{background:#e6f4ea}}tr.status-not-evaluated td{{background:#f3f4f6}}\
+.nw{{white-space:nowrap;word-break:normal}}\
+@media print{{h2.evidence{{break-before:page}}}}\
+@page{{margin:14mm 12mm 16mm;@bottom-left{{content:\"KMS audit report, {} to {}\";font:9px system-ui,sans-serif;color:#5b6576}}@bottom-right{{content:\"page \" counter(page) \" of \" counter(pages);font:9px system-ui,sans-serif;color:#5b6576}}}}\
+tr.status-fail td{{background:#fde2e0}}tr.status-pass td{{background:#e6f4ea}}tr.status-not-evaluated td{{background:#f3f4f6}}\
 tr.sev-critical td:first-child{{color:#a50e0e;font-weight:700}}tr.sev-high td:first-child{{color:#c5221f;font-weight:600}}\
 h2{{break-before:auto}}section{{break-before:page}}\
 @media print{{body{{margin:0;max-width:none}}h2{{break-after:avoid}}tr{{break-inside:avoid}}nav{{display:none}}}}\
 </style></head><body>",
         esc(&r.since),
-        esc(&r.until)
+        esc(&r.until),
+        // In a CSS string: times hold no quote or backslash.
+        r.since.replace(['"', '\\'], ""),
+        r.until.replace(['"', '\\'], "")
     );
     let _ = write!(
         h,
@@ -1208,14 +1213,6 @@ h2{{break-before:auto}}section{{break-before:page}}\
         }
         h.push_str("</tbody></table>");
     }
-    let _ = write!(
-        h,
-        "<div class=\"print-footer\">KMS audit report, {} to {}, lake version {}</div>",
-        esc(&r.since),
-        esc(&r.until),
-        r.lake_version
-            .map_or_else(|| "(unknown)".to_owned(), |v| v.to_string())
-    );
     h.push_str("<p class=\"muted\">kms-audit ");
     h.push_str(env!("CARGO_PKG_VERSION"));
     h.push_str("</p></body></html>\n");
