@@ -253,3 +253,22 @@ fn stopping_the_trail_fails_logging_coverage() {
     assert_eq!(c.findings[0].event_ids, vec!["t-stop".to_owned()]);
     assert!(r.findings.iter().any(|f| f.event_ids == ["t-stop"]));
 }
+
+/// A burst of denied requests fails its control, citing the burst's events.
+#[test]
+fn a_denied_burst_fails_its_control() {
+    let mut records = benign();
+    records.push(json!({"eventID": "deny", "eventTime": "2026-11-11T09:00:00Z",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/probe", "accountId": "111122223333"},
+        "errorCode": "AccessDeniedException", "errorMessage": "not authorized",
+        "resources": on(KEY), "_repeat": {"count": 12, "every": "10s"}}));
+    let r = report(&records);
+    let c = r
+        .controls
+        .iter()
+        .find(|c| c.id == "no_denied_bursts")
+        .expect("control");
+    assert_eq!(c.status, Status::Fail, "{c:#?}");
+    let cited: Vec<&String> = c.findings.iter().flat_map(|f| &f.event_ids).collect();
+    assert!(cited.iter().any(|e| e.starts_with("deny-")), "{cited:?}");
+}

@@ -626,6 +626,24 @@ fn the_report_names_every_tampered_object() {
             && r["digests_expected"].as_u64() > r["digests_present"].as_u64()),
         "{rows:#?}"
     );
+    // The verdict: the log integrity control fails, its findings the tampered objects.
+    let control = report
+        .controls
+        .iter()
+        .find(|c| c.id == "log_integrity")
+        .expect("control");
+    assert_eq!(control.status, kms_audit::report::controls::Status::Fail);
+    let named: BTreeSet<&str> = control
+        .findings
+        .iter()
+        .filter_map(|f| f.subject.as_deref())
+        .collect();
+    for (_, object) in &want {
+        assert!(
+            named.contains(object.as_str()),
+            "{object} not among {named:?}"
+        );
+    }
     // And in the HTML, each tampered object is named.
     let dir = tmp.path().join("report");
     kms_audit::report::write_report(&report, &dir).expect("write");

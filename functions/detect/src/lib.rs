@@ -46,8 +46,6 @@ pub enum DetectFnError {
     Delivery(#[source] SinkError),
     #[error("the delivery task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
-    #[error(transparent)]
-    Keys(#[from] kms_audit::integrity::keys::KeysError),
 }
 
 /// Where the integrity check gets CloudTrail's public keys.
@@ -138,23 +136,33 @@ impl Detector {
         (opts.lake_version, opts.arrived) =
             kms_audit::detect::arrivals(&ctx, &loc, Some(&state)).await?;
         let judged = evaluate(&ctx, &self.rules, &opts, Some(&mut state)).await?;
-        let integrity = match &self.public_keys {
+        // Integrity never holds back the rules' alerts: without keys this run, it waits
+        // for the next (the state keeps where it stopped).
+        let keys = match &self.public_keys {
             None => None,
-            Some(source) => {
-                let keys = match source {
-                    PublicKeysSource::Given(k) => k.clone(),
-                    PublicKeysSource::Aws => {
-                        match kms_audit::integrity::alerts::key_scope(&ctx).await? {
-                            (_, None) => kms_audit::integrity::PublicKeys::default(),
-                            (regions, Some((start, end))) => {
-                                kms_audit::integrity::keys::list_public_keys(
-                                    &self.aws, &regions, start, end,
-                                )
-                                .await?
+            Some(PublicKeysSource::Given(k)) => Some(k.clone()),
+            Some(PublicKeysSource::Aws) => {
+                match kms_audit::integrity::alerts::key_scope(&ctx).await? {
+                    (_, None) => Some(kms_audit::integrity::PublicKeys::default()),
+                    (regions, Some((start, end))) => {
+                        match kms_audit::integrity::keys::list_public_keys(
+                            &self.aws, &regions, start, end,
+                        )
+                        .await
+                        {
+                            Ok(k) => Some(k),
+                            Err(e) => {
+                                tracing::error!(error = %e, "log integrity not checked this run: no public keys");
+                                None
                             }
                         }
                     }
-                };
+                }
+            }
+        };
+        let integrity = match keys {
+            None => None,
+            Some(keys) => {
                 let explicit = kms_audit::integrity::Window {
                     since: opts.since,
                     until: opts.until,
