@@ -3,7 +3,7 @@
 //! event ids alert. Plus a lint of the rule files.
 
 use crate::rt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -518,4 +518,44 @@ fn detection_judges_what_arrived_late_objects_and_future_dated_records_included(
         (state.version, state.high_water_mark),
         (before.version, before.high_water_mark)
     );
+}
+
+/// Alerts on a critical key (configured, or one a trail is created with) are raised one
+/// severity level and say so; the same alert on another key is not.
+#[test]
+fn alerts_on_critical_keys_are_raised_a_level() {
+    use kms_audit::detect::{Severity, set_critical_keys};
+    let key = |id: &str| format!("arn:aws:kms:us-east-1:111122223333:key/{id}");
+    let disable = |event: &str, id: &str| {
+        json!({"eventID": event, "eventName": "DisableKey", "readOnly": false,
+               "requestParameters": {"keyId": key(id)},
+               "resources": [{"ARN": key(id), "accountId": "111122223333", "type": "AWS::KMS::Key"}]})
+    };
+    let records: Vec<Value> = [
+        disable("crit", "1111aaaa-12ab-34cd-56ef-1234567890ab"),
+        disable("plain", "2222bbbb-12ab-34cd-56ef-1234567890ab"),
+    ]
+    .iter()
+    .flat_map(expand)
+    .collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = lake_with(tmp.path(), &records);
+    let ctx = open_local(lake.root()).expect("open");
+    set_critical_keys(&ctx, &["1111aaaa-12ab-34cd-56ef-1234567890ab".to_owned()]).expect("set");
+    let t = parse_event_time("2026-11-11T01:00:00Z").expect("t");
+    let rules: Vec<_> = builtin_rules()
+        .expect("rules")
+        .into_iter()
+        .filter(|r| r.meta.id == "kms_key_disabled")
+        .collect();
+    let alerts = rt()
+        .block_on(run_rules(&ctx, &rules, Window::new(t, t + 1), &[]))
+        .expect("rules");
+    let by_event: BTreeMap<String, (Severity, String)> = alerts
+        .iter()
+        .map(|a| (a.event_ids[0].clone(), (a.severity, a.summary.clone())))
+        .collect();
+    assert_eq!(by_event["crit"].0, Severity::Critical, "{by_event:?}");
+    assert!(by_event["crit"].1.ends_with("(a critical key)"));
+    assert_eq!(by_event["plain"].0, Severity::High, "{by_event:?}");
 }

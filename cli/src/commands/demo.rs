@@ -151,6 +151,8 @@ pub fn run(args: Args) -> Result<i32> {
         // The generated digests are not signed by CloudTrail.
         public_keys: None,
         trail_keys: Vec::new(),
+        critical_keys: Vec::new(),
+        abac_tag_keys: Vec::new(),
     };
     let (rules, alerts) = detect::evaluate_and_deliver(&detect_args)?;
     detect::print(&alerts, detect::AlertFormat::Table, &rules)?;

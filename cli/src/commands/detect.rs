@@ -51,6 +51,14 @@ pub struct Args {
     /// its CreateTrail/UpdateTrail events name: disabling one is critical
     #[arg(long, env = "KMS_AUDIT_TRAIL_KEYS", value_delimiter = ',')]
     pub trail_keys: Vec<String>,
+    /// Keys whose alerts are raised one severity level (ARNs or ids, comma-separated): the
+    /// lake's key, keys of critical data
+    #[arg(long, env = "KMS_AUDIT_CRITICAL_KEYS", value_delimiter = ',')]
+    pub critical_keys: Vec<String>,
+    /// Tag keys used for access control (ABAC), besides those the key policies read:
+    /// changing them on a key is alerted
+    #[arg(long, env = "KMS_AUDIT_ABAC_TAG_KEYS", value_delimiter = ',')]
+    pub abac_tag_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +94,8 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     let rt = &lake.rt;
     let ctx = lake.query()?;
     kms_audit::detect::set_trail_keys(&ctx, &args.trail_keys)?;
+    kms_audit::detect::set_critical_keys(&ctx, &args.critical_keys)?;
+    kms_audit::detect::set_abac_tag_keys(&ctx, &args.abac_tag_keys)?;
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
     let mut opts = DetectOptions {
         since,

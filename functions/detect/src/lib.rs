@@ -13,7 +13,8 @@
 //! `log_integrity`): the digests ingested since the last run, with the keys
 //! `cloudtrail:ListPublicKeys` returns for the trails' home regions, and account-regions
 //! whose digests stopped for over 2 hours. `KMS_AUDIT_TRAIL_KEYS` (comma-separated) names
-//! keys that encrypt the trail, for `kms_trail_key_disabled`.
+//! keys that encrypt the trail, for `kms_trail_key_disabled`; `KMS_AUDIT_CRITICAL_KEYS` keys
+//! whose alerts are raised a level; `KMS_AUDIT_ABAC_TAG_KEYS` tags used for access.
 //!
 //! Delivery is at least once: the state (`<lake>/state/detections.json`) is saved only after
 //! every sink accepted every alert. If publishing fails the invocation fails, Lambda retries it, and
@@ -70,6 +71,9 @@ pub struct Detector {
     public_keys: Option<PublicKeysSource>,
     /// Keys that encrypt the trail (`KMS_AUDIT_TRAIL_KEYS`, the template's TrailKmsKeyArn).
     trail_keys: Vec<String>,
+    /// `KMS_AUDIT_CRITICAL_KEYS` and `KMS_AUDIT_ABAC_TAG_KEYS` (comma-separated).
+    critical_keys: Vec<String>,
+    abac_tag_keys: Vec<String>,
 }
 
 impl Detector {
@@ -78,12 +82,17 @@ impl Detector {
         let sinks = lambda_common::alert_sinks_from_env();
         let trusted = lambda_common::trusted_accounts_from_env();
         let mut d = Detector::new(Aws::load().await, &uri, sinks, trusted)?;
-        d.trail_keys = std::env::var("KMS_AUDIT_TRAIL_KEYS")
-            .unwrap_or_default()
-            .split(',')
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect();
+        let list = |var: &str| -> Vec<String> {
+            std::env::var(var)
+                .unwrap_or_default()
+                .split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect()
+        };
+        d.trail_keys = list("KMS_AUDIT_TRAIL_KEYS");
+        d.critical_keys = list("KMS_AUDIT_CRITICAL_KEYS");
+        d.abac_tag_keys = list("KMS_AUDIT_ABAC_TAG_KEYS");
         Ok(match std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() {
             Ok("aws") => d.with_public_keys(PublicKeysSource::Aws),
             _ => d,
@@ -112,6 +121,8 @@ impl Detector {
             rules: Arc::new(builtin_rules()?),
             public_keys: None,
             trail_keys: Vec::new(),
+            critical_keys: Vec::new(),
+            abac_tag_keys: Vec::new(),
         })
     }
 
@@ -126,6 +137,8 @@ impl Detector {
         };
         let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
         kms_audit::detect::set_trail_keys(&ctx, &self.trail_keys)?;
+        kms_audit::detect::set_critical_keys(&ctx, &self.critical_keys)?;
+        kms_audit::detect::set_abac_tag_keys(&ctx, &self.abac_tag_keys)?;
         let lake = self.lake.clone();
         let mut state =
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;

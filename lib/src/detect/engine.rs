@@ -240,6 +240,7 @@ pub async fn register_window(
     window: Window,
     trusted: &[String],
 ) -> Result<(), DetectError> {
+    default_lists(ctx)?;
     let since_day = crate::time::format_day(window.since.div_euclid(DAY_MICROS));
     let until_day = crate::time::format_day((window.until - 1).div_euclid(DAY_MICROS));
     let history_start = window.since - HISTORY_DAYS * DAY_MICROS;
@@ -267,9 +268,7 @@ pub async fn register_window(
         "SELECT kms_key_id AS key FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND kms_key_id IS NOT NULL AND error_code IS NULL"
             .to_owned(),
     ];
-    if has("configured_trail_keys") {
-        keys.push("SELECT key FROM configured_trail_keys".to_owned());
-    }
+    keys.push("SELECT key FROM configured_trail_keys".to_owned());
     let has_trail = has(crate::ingest::trail::TRAIL_TABLE);
     let trail_views: Vec<String> = if has_trail {
         vec![
@@ -337,25 +336,107 @@ pub async fn register_window(
 
 /// Keys known to encrypt the trail's logs (the template's `TrailKmsKeyArn`,
 /// `--trail-keys`), besides those its CreateTrail/UpdateTrail events name: disabling or
-/// deleting one is critical (`kms_trail_key_disabled`).
+/// deleting one is critical (`kms_trail_key_disabled`). They are critical keys too.
 pub fn set_trail_keys(ctx: &SessionContext, keys: &[String]) -> Result<(), DetectError> {
-    let rows: Vec<String> = keys
+    set_list(ctx, "configured_trail_keys", "key", keys)
+}
+
+/// Keys whose alerts are raised one severity level (the trail's key, the lake's key,
+/// `--critical-keys`): any rule that touches them.
+pub fn set_critical_keys(ctx: &SessionContext, keys: &[String]) -> Result<(), DetectError> {
+    set_list(ctx, "configured_critical_keys", "key", keys)
+}
+
+/// Tag keys that key policies or IAM use for access (ABAC), besides those the key
+/// policies in the lake read (`aws:ResourceTag/<key>`): changing them is alerted.
+pub fn set_abac_tag_keys(ctx: &SessionContext, keys: &[String]) -> Result<(), DetectError> {
+    set_list(ctx, "configured_abac_tag_keys", "tag_key", keys)
+}
+
+/// Registers (or replaces) a one-column view of configured values.
+fn set_list(
+    ctx: &SessionContext,
+    name: &str,
+    column: &str,
+    values: &[String],
+) -> Result<(), DetectError> {
+    let rows: Vec<String> = values
         .iter()
+        .map(|k| k.trim())
         .filter(|k| !k.is_empty())
         .map(|k| format!("('{}')", k.replace('\'', "''")))
         .collect();
     let sql = if rows.is_empty() {
-        "SELECT CAST(NULL AS VARCHAR) AS key WHERE false".to_owned()
+        format!("SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false")
     } else {
-        format!("SELECT column1 AS key FROM (VALUES {})", rows.join(", "))
+        format!(
+            "SELECT column1 AS {column} FROM (VALUES {})",
+            rows.join(", ")
+        )
     };
     let setup = |e: datafusion::error::DataFusionError| DetectError::Setup(e.into());
     let plan = futures::executor::block_on(ctx.state().create_logical_plan(&sql)).map_err(setup)?;
+    let _ = ctx.deregister_table(name);
     ctx.register_table(
-        "configured_trail_keys",
+        name,
         std::sync::Arc::new(datafusion::datasource::ViewTable::new(plan, Some(sql))),
     )
     .map_err(setup)?;
+    Ok(())
+}
+
+/// The configured lists a session has not set are empty.
+fn default_lists(ctx: &SessionContext) -> Result<(), DetectError> {
+    for (name, column) in [
+        ("configured_trail_keys", "key"),
+        ("configured_critical_keys", "key"),
+        ("configured_abac_tag_keys", "tag_key"),
+    ] {
+        if !ctx.table_exist(name).unwrap_or(false) {
+            set_list(ctx, name, column, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// Raises by one level the severity of alerts on a critical key: a configured one, or one
+/// that encrypts the trail.
+async fn raise_critical(ctx: &SessionContext, alerts: &mut [Alert]) -> Result<(), DetectError> {
+    let mut sql =
+        "SELECT key FROM configured_critical_keys UNION SELECT key FROM configured_trail_keys"
+            .to_owned();
+    if ctx.table_exist("trail_keys").unwrap_or(false) {
+        sql.push_str(" UNION SELECT key FROM trail_keys");
+    }
+    let batches = run_sql(ctx, &sql).await?;
+    let mut keys: Vec<String> = Vec::new();
+    for b in &batches {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| DetectError::Setup(e.into()))?;
+        keys.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    for a in alerts.iter_mut() {
+        let Some(arn) = a.key_arn.as_deref() else {
+            continue;
+        };
+        if keys
+            .iter()
+            .any(|k| k == arn || arn.ends_with(&format!("/{k}")))
+        {
+            a.severity = match a.severity {
+                Severity::Info => Severity::Low,
+                Severity::Low => Severity::Medium,
+                Severity::Medium => Severity::High,
+                Severity::High | Severity::Critical => Severity::Critical,
+            };
+            if !a.summary.ends_with(" (a critical key)") {
+                a.summary.push_str(" (a critical key)");
+            }
+        }
+    }
     Ok(())
 }
 
@@ -375,6 +456,7 @@ pub async fn run_rules(
     };
     let baseline_span = Window::new(window.baselines_since, window.until);
     // Rules that judge the same span share one registration of the views.
+    default_lists(ctx)?;
     let mut alerts = Vec::new();
     for (span, group) in [(window, signature), (baseline_span, baseline)] {
         if group.is_empty() || span.since >= span.until {
@@ -385,6 +467,7 @@ pub async fn run_rules(
             alerts.extend(run_rule(ctx, rule).await?);
         }
     }
+    raise_critical(ctx, &mut alerts).await?;
     sort_alerts(&mut alerts);
     Ok(alerts)
 }
