@@ -248,7 +248,7 @@ pub const COLUMNS: &[Column] = &[
     col(
         "key_policy",
         Utf8,
-        "PutKeyPolicy/CreateKey: the policy document (a JSON string in CloudTrail).",
+        "PutKeyPolicy/CreateKey/ReplicateKey: the policy document (a JSON string in CloudTrail; for ReplicateKey the request's policy, else the replicaPolicy KMS applied).",
     ),
     col(
         "bypass_policy_lockout_safety_check",

@@ -6,6 +6,6 @@ SELECT principal, key_arn, account_id, aws_region,
        'Key policy of ' || coalesce(key_arn, 'a key') || ' grants external account(s) ' || array_to_string(array_agg(DISTINCT f['value']), ', ') || ', set by ' || coalesce(principal, 'an unknown principal') AS summary
 FROM (SELECT *, unnest(policy_findings(key_policy)) AS f
       FROM window_events
-      WHERE event_name IN ('PutKeyPolicy', 'CreateKey') AND error_code IS NULL AND key_policy IS NOT NULL)
+      WHERE event_name IN ('PutKeyPolicy', 'CreateKey', 'ReplicateKey') AND error_code IS NULL AND key_policy IS NOT NULL)
 WHERE f['kind'] = 'account_principal' AND f['value'] NOT IN (SELECT account_id FROM trusted_accounts)
 GROUP BY principal, key_arn, account_id, aws_region

@@ -6,6 +6,6 @@ SELECT principal, key_arn, account_id, aws_region,
        'Key policy of ' || coalesce(key_arn, 'a key') || ' allows a public principal (statement ' || coalesce(max(f['sid']), 'without Sid') || '), set by ' || coalesce(principal, 'an unknown principal') AS summary
 FROM (SELECT *, unnest(policy_findings(key_policy)) AS f
       FROM window_events
-      WHERE event_name IN ('PutKeyPolicy', 'CreateKey') AND error_code IS NULL AND key_policy IS NOT NULL)
+      WHERE event_name IN ('PutKeyPolicy', 'CreateKey', 'ReplicateKey') AND error_code IS NULL AND key_policy IS NOT NULL)
 WHERE f['kind'] = 'public_principal'
 GROUP BY principal, key_arn, account_id, aws_region

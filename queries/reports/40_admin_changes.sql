@@ -36,7 +36,7 @@ FROM period_events e
 CROSS JOIN trusted t
 LEFT JOIN findings f ON f.event_id = e.event_id
 LEFT JOIN named n ON n.event_id = e.event_id
-WHERE e.event_name IN ('PutKeyPolicy', 'CreateKey', 'CreateGrant', 'RetireGrant', 'RevokeGrant',
+WHERE e.event_name IN ('PutKeyPolicy', 'CreateKey', 'ReplicateKey', 'CreateGrant', 'RetireGrant', 'RevokeGrant',
                        'CreateAlias', 'UpdateAlias', 'DeleteAlias', 'UpdateKeyDescription',
                        'TagResource', 'UntagResource')
 ORDER BY e.event_time, e.event_id

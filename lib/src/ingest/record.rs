@@ -345,6 +345,8 @@ struct ResponseElements<'a> {
     /// `keyMetadata.arn`.
     key_metadata_arn: Text<'a>,
     grant_id: Text<'a>,
+    /// ReplicateKey: the replica's policy as KMS applied it (when the request gave none).
+    replica_policy: Text<'a>,
 }
 
 impl<'a> ResponseElements<'a> {
@@ -353,6 +355,7 @@ impl<'a> ResponseElements<'a> {
             "keyId" => self.key_id = c.text()?,
             "grantId" => self.grant_id = c.text()?,
             "keyMetadata" => self.key_metadata_arn = c.member_text("arn")?,
+            "replicaPolicy" => self.replica_policy = c.text()?,
             _ => c.skip()?,
         }
         Ok(())
@@ -626,7 +629,7 @@ impl<'a> KmsEvent<'a> {
             retiring_principal: own(req.retiring_principal),
             grant_operations,
             grant_id: own(resp.grant_id).or_else(|| own(req.grant_id)),
-            key_policy: own(req.policy),
+            key_policy: own(req.policy).or_else(|| own(resp.replica_policy)),
             bypass_policy_lockout_safety_check: req.bypass_policy_lockout_safety_check.0,
             pending_window_in_days: req
                 .pending_window_in_days
