@@ -3,16 +3,21 @@
 //!
 //! Findings, per `Allow` statement:
 //!
-//! * [`FindingKind::PublicPrincipal`]: `"Principal": "*"` or `{"AWS": "*"}` without a
-//!   condition that restricts who can use it (`kms:CallerAccount`, `aws:PrincipalOrgID`,
-//!   `aws:PrincipalAccount`, `aws:SourceAccount`, `aws:SourceVpce`, ...);
+//! * [`FindingKind::PublicPrincipal`]: `"Principal": "*"` or `{"AWS": "*"}` that no
+//!   condition narrows (judged by operator and value: `StringNotEquals` narrows nothing,
+//!   `...IfExists` only on keys every request has, a wildcard value nothing;
+//!   `kms:ViaService` and `kms:GrantIsForAWSResource` restrict the path, not who) and no
+//!   `Deny` fences (`Deny "*"` unless `kms:CallerAccount` is one of a list);
 //! * [`FindingKind::AccountPrincipal`]: every AWS account a principal names (an account id,
-//!   `arn:...:root`, or a user/role ARN), so callers can compare with their trusted set;
+//!   `arn:...:root`, a user/role ARN), and those a wildcard is narrowed to by
+//!   `kms:CallerAccount`, `aws:PrincipalAccount`, `aws:PrincipalArn`, ... or a `Deny`
+//!   fence, so callers can compare with their trusted set;
 //! * [`FindingKind::NotPrincipalAllow`]: `NotPrincipal` with `Allow` (grants everyone else);
-//! * [`FindingKind::AdminWithoutMfa`]: key administration actions (`kms:*`,
-//!   `kms:PutKeyPolicy`, `kms:ScheduleKeyDeletion`, ...) granted to a specific user or role
-//!   without an MFA condition. Statements naming an account root delegate to IAM and are not
-//!   reported.
+//! * [`FindingKind::AdminWithoutMfa`]: key administration actions (patterns such as
+//!   `kms:*`, `kms:Put*` expanded over them, or a `NotAction` that leaves one out) granted to
+//!   a specific user or role without a binding MFA condition (`"false"` or `...IfExists`
+//!   do not count). Statements naming an account root delegate to IAM and are not reported;
+//! * [`FindingKind::Unparseable`]: not JSON ([`analyze_or_finding`]).
 
 use serde_json::Value;
 
@@ -23,6 +28,8 @@ pub enum FindingKind {
     AccountPrincipal,
     NotPrincipalAllow,
     AdminWithoutMfa,
+    /// The document is not JSON: nobody can tell what it grants.
+    Unparseable,
 }
 
 impl FindingKind {
@@ -32,6 +39,7 @@ impl FindingKind {
             FindingKind::AccountPrincipal => "account_principal",
             FindingKind::NotPrincipalAllow => "not_principal_allow",
             FindingKind::AdminWithoutMfa => "admin_without_mfa",
+            FindingKind::Unparseable => "unparseable",
         }
     }
 }
@@ -46,30 +54,36 @@ pub struct Finding {
     pub value: String,
 }
 
-/// Condition keys that restrict a wildcard principal to known callers.
-const RESTRICTING_KEYS: &[&str] = &[
+/// Condition keys whose values name the caller's account (kms:CallerAccount is always
+/// present, so `...IfExists` on it restricts too).
+const ACCOUNT_KEYS: &[&str] = &[
     "kms:calleraccount",
+    "aws:principalaccount",
+    "aws:sourceaccount",
+];
+/// Condition keys whose values are ARNs of the caller or its source.
+const ARN_KEYS: &[&str] = &["aws:principalarn", "aws:sourcearn"];
+/// Condition keys that restrict the caller to an organization, a network or an identity.
+const OTHER_RESTRICTING_KEYS: &[&str] = &[
     "aws:principalorgid",
     "aws:principalorgpaths",
-    "aws:principalaccount",
-    "aws:principalarn",
-    "aws:sourceaccount",
-    "aws:sourcearn",
     "aws:sourceorgid",
+    "aws:sourceorgpaths",
     "aws:sourcevpce",
     "aws:sourcevpc",
     "aws:sourceip",
+    "aws:vpcsourceip",
     "aws:userid",
-    "kms:viaservice",
-    "kms:grantisforawsresource",
 ];
-
-const MFA_KEYS: &[&str] = &["aws:multifactorauthpresent", "aws:multifactorauthage"];
+/// Keys always present in a request: `...IfExists` on them still restricts.
+const ALWAYS_PRESENT: &[&str] = &[
+    "kms:calleraccount",
+    "aws:principalaccount",
+    "aws:principalarn",
+];
 
 /// Actions that administer (or destroy) a key.
 const ADMIN_ACTIONS: &[&str] = &[
-    "kms:*",
-    "*",
     "kms:putkeypolicy",
     "kms:schedulekeydeletion",
     "kms:disablekey",
@@ -79,10 +93,170 @@ const ADMIN_ACTIONS: &[&str] = &[
     "kms:creategrant",
     "kms:updatealias",
     "kms:importkeymaterial",
+    "kms:replicatekey",
+    "kms:updateprimaryregion",
+    "kms:tagresource",
+    "kms:untagresource",
 ];
 
-/// Analyses a policy document. Invalid JSON is an error; unexpected shapes inside a valid
-/// document are skipped, not errors.
+/// One condition: its operator (lowercase, set qualifiers and `IfExists` taken off), the
+/// key (lowercase) and the values.
+#[derive(Debug)]
+struct Cond {
+    op: String,
+    if_exists: bool,
+    key: String,
+    values: Vec<String>,
+}
+
+impl Cond {
+    /// A positive test (`StringEquals`, `ArnLike`, `IpAddress`, ...), not a negated one.
+    fn positive(&self) -> bool {
+        !self.op.contains("not") && self.op != "null" && self.op != "bool"
+    }
+    fn negated(&self) -> bool {
+        self.op.contains("not")
+    }
+    /// Whether it binds every request (`IfExists` passes requests without the key).
+    fn binding(&self) -> bool {
+        !self.if_exists || ALWAYS_PRESENT.contains(&self.key.as_str())
+    }
+}
+
+fn conditions(condition: Option<&Value>) -> Vec<Cond> {
+    let Some(Value::Object(ops)) = condition else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (op, m) in ops {
+        let Some(m) = m.as_object() else { continue };
+        let mut o = op.to_ascii_lowercase();
+        for q in ["foranyvalue:", "forallvalues:"] {
+            if let Some(rest) = o.strip_prefix(q) {
+                o = rest.to_owned();
+            }
+        }
+        let if_exists = o.ends_with("ifexists");
+        let o = o.trim_end_matches("ifexists").to_owned();
+        for (k, v) in m {
+            out.push(Cond {
+                op: o.clone(),
+                if_exists,
+                key: k.to_ascii_lowercase(),
+                values: match v {
+                    Value::Bool(b) => vec![b.to_string()],
+                    Value::Number(n) => vec![n.to_string()],
+                    other => strings(Some(other)),
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Who a wildcard principal is narrowed to by conditions: `None` when nobody in
+/// particular (public), else the accounts named (empty when narrowed another way: an
+/// organization, a network, an identity).
+fn narrowed(conds: &[Cond]) -> Option<Vec<String>> {
+    let mut accounts = Vec::new();
+    let mut other = false;
+    let wild = |v: &str| v == "*" || v.is_empty();
+    for c in conds.iter().filter(|c| c.positive() && c.binding()) {
+        if ACCOUNT_KEYS.contains(&c.key.as_str()) {
+            if c.values.iter().any(|v| wild(v) || v.contains('*')) {
+                continue;
+            }
+            accounts.extend(c.values.iter().cloned());
+        } else if ARN_KEYS.contains(&c.key.as_str()) {
+            let accts: Vec<Option<&str>> = c.values.iter().map(|v| principal_account(v)).collect();
+            if accts.iter().any(Option::is_none) {
+                continue;
+            }
+            accounts.extend(accts.into_iter().flatten().map(str::to_owned));
+        } else if OTHER_RESTRICTING_KEYS.contains(&c.key.as_str()) {
+            if c.values.iter().any(|v| wild(v)) {
+                continue;
+            }
+            other = true;
+        }
+    }
+    // `{"Null": {"aws:SourceVpce": "false"}}`: only calls through an endpoint.
+    if conds.iter().any(|c| {
+        c.op == "null"
+            && OTHER_RESTRICTING_KEYS.contains(&c.key.as_str())
+            && c.values.iter().all(|v| v.eq_ignore_ascii_case("false"))
+    }) {
+        other = true;
+    }
+    if accounts.is_empty() && !other {
+        return None;
+    }
+    accounts.sort();
+    accounts.dedup();
+    Some(accounts)
+}
+
+/// Whether an IAM action pattern (`kms:Put*`, `kms:*Key*`, `*`) matches an action.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    fn go(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], a) || (!a.is_empty() && go(p, &a[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => go(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Whether a statement allows some key administration: `Action` patterns matching an
+/// administrative action, or a `NotAction` that leaves one out.
+fn grants_admin(st: &Value) -> bool {
+    if let Some(not) = st.get("NotAction") {
+        let excluded = strings(Some(not));
+        return ADMIN_ACTIONS
+            .iter()
+            .any(|a| !excluded.iter().any(|p| action_matches(p, a)));
+    }
+    let actions = strings(st.get("Action"));
+    ADMIN_ACTIONS
+        .iter()
+        .any(|a| actions.iter().any(|p| action_matches(p, a)))
+}
+
+/// Whether the conditions require MFA: `Bool aws:MultiFactorAuthPresent "true"` or an
+/// `aws:MultiFactorAuthAge` limit, on every request (not `...IfExists`).
+fn requires_mfa(conds: &[Cond]) -> bool {
+    conds.iter().any(|c| {
+        !c.if_exists
+            && ((c.key == "aws:multifactorauthpresent"
+                && c.op == "bool"
+                && c.values.iter().all(|v| v.eq_ignore_ascii_case("true")))
+                || (c.key == "aws:multifactorauthage" && c.op.starts_with("numericless")))
+    })
+}
+
+/// Accounts a `Deny` statement leaves as the only possible callers: `Principal "*"`
+/// denied unless the caller's account is one of them (`StringNotEquals kms:CallerAccount`).
+fn deny_all_but(st: &Value) -> Option<Vec<String>> {
+    if !aws_principals(st.get("Principal")).iter().any(|p| p == "*") {
+        return None;
+    }
+    let conds = conditions(st.get("Condition"));
+    let mut accounts = Vec::new();
+    for c in conds.iter().filter(|c| c.negated() && !c.if_exists) {
+        if ACCOUNT_KEYS.contains(&c.key.as_str()) {
+            accounts.extend(c.values.iter().cloned());
+        } else if c.key == "aws:principalorgid" {
+            return Some(Vec::new());
+        }
+    }
+    (!accounts.is_empty()).then_some(accounts)
+}
+
+/// Analyses a policy document. Invalid JSON is an error ([`analyze_or_finding`] makes it a
+/// finding); unexpected shapes inside a valid document are skipped, not errors.
 pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
     let doc: Value = serde_json::from_str(policy)?;
     let mut out = Vec::new();
@@ -91,16 +265,21 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
         Some(s @ Value::Object(_)) => vec![s],
         _ => Vec::new(),
     };
-    for st in statements {
-        if !st
-            .get("Effect")
+    let effect = |st: &Value, e: &str| {
+        st.get("Effect")
             .and_then(Value::as_str)
-            .is_some_and(|e| e.eq_ignore_ascii_case("allow"))
-        {
-            continue;
+            .is_some_and(|x| x.eq_ignore_ascii_case(e))
+    };
+    // Deny statements subtract: "deny everyone not in these accounts" narrows every Allow.
+    let mut fence: Option<Vec<String>> = None;
+    for st in statements.iter().filter(|st| effect(st, "deny")) {
+        if let Some(accts) = deny_all_but(st) {
+            fence.get_or_insert_with(Vec::new).extend(accts);
         }
+    }
+    for st in statements.iter().filter(|st| effect(st, "allow")) {
         let sid = st.get("Sid").and_then(Value::as_str).map(str::to_owned);
-        let condition_keys = condition_keys(st.get("Condition"));
+        let conds = conditions(st.get("Condition"));
         let finding = |kind, value: &str| Finding {
             kind,
             sid: sid.clone(),
@@ -110,28 +289,24 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
             out.push(finding(FindingKind::NotPrincipalAllow, "*"));
         }
         let principals = aws_principals(st.get("Principal"));
-        let restricted = condition_keys
-            .iter()
-            .any(|k| RESTRICTING_KEYS.contains(&k.as_str()));
-        if principals.iter().any(|p| p == "*") && !restricted {
-            out.push(finding(FindingKind::PublicPrincipal, "*"));
-        }
-        let mut accounts: Vec<&str> = principals
+        let mut accounts: Vec<String> = principals
             .iter()
             .filter_map(|p| principal_account(p))
+            .map(str::to_owned)
             .collect();
-        accounts.sort_unstable();
+        if principals.iter().any(|p| p == "*") {
+            match (narrowed(&conds), &fence) {
+                (Some(named), _) => accounts.extend(named),
+                (None, Some(fenced)) => accounts.extend(fenced.iter().cloned()),
+                (None, None) => out.push(finding(FindingKind::PublicPrincipal, "*")),
+            }
+        }
+        accounts.sort();
         accounts.dedup();
-        for a in accounts {
+        for a in &accounts {
             out.push(finding(FindingKind::AccountPrincipal, a));
         }
-        let admin = strings(st.get("Action"))
-            .iter()
-            .any(|a| ADMIN_ACTIONS.contains(&a.to_ascii_lowercase().as_str()));
-        let mfa = condition_keys
-            .iter()
-            .any(|k| MFA_KEYS.contains(&k.as_str()));
-        if admin && !mfa {
+        if grants_admin(st) && !requires_mfa(&conds) {
             for p in principals.iter().filter(|p| is_identity(p)) {
                 out.push(finding(FindingKind::AdminWithoutMfa, p));
             }
@@ -140,15 +315,16 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
     Ok(out)
 }
 
-/// Condition keys of a statement, lowercased (`{"StringEquals": {"kms:CallerAccount": ..}}`).
-fn condition_keys(condition: Option<&Value>) -> Vec<String> {
-    let Some(Value::Object(ops)) = condition else {
-        return Vec::new();
-    };
-    ops.values()
-        .filter_map(Value::as_object)
-        .flat_map(|m| m.keys().map(|k| k.to_ascii_lowercase()))
-        .collect()
+/// [`analyze`], with a policy that is not JSON as a finding of its own: a document no one
+/// can read is not a safe one.
+pub fn analyze_or_finding(policy: &str) -> Vec<Finding> {
+    analyze(policy).unwrap_or_else(|e| {
+        vec![Finding {
+            kind: FindingKind::Unparseable,
+            sid: None,
+            value: e.to_string(),
+        }]
+    })
 }
 
 /// A string or list of strings.
@@ -254,8 +430,12 @@ mod tests {
         let open_aws =
             r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":"kms:Decrypt"}}"#;
         assert_eq!(kinds(open_aws), vec![("public_principal", "*".into())]);
+        // Narrowed to an account: that account is what the policy grants.
         let restricted = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":["kms:Decrypt"],"Condition":{"StringEquals":{"kms:CallerAccount":"111122223333","kms:ViaService":"s3.us-east-1.amazonaws.com"}}}]}"#;
-        assert!(kinds(restricted).is_empty());
+        assert_eq!(
+            kinds(restricted),
+            vec![("account_principal", "111122223333".into())]
+        );
         let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc"}}}]}"#;
         assert!(kinds(org).is_empty());
         // A condition that does not restrict the caller does not help.
@@ -264,6 +444,99 @@ mod tests {
         // Deny statements grant nothing.
         let deny = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"kms:*"}]}"#;
         assert!(kinds(deny).is_empty());
+    }
+
+    #[test]
+    fn conditions_are_judged_by_operator_and_value() {
+        let with = |cond: &str| {
+            kinds(&format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{cond}}}]}}"#
+            ))
+        };
+        // An outside account through kms:CallerAccount is that account, not "restricted".
+        assert_eq!(
+            with(r#"{"StringEquals":{"kms:CallerAccount":"999988887777"}}"#),
+            vec![("account_principal", "999988887777".into())]
+        );
+        // Negations, wildcards, IfExists on a key a request may lack, and path-only keys
+        // narrow nothing.
+        for open in [
+            r#"{"StringNotEquals":{"kms:CallerAccount":"111122223333"}}"#,
+            r#"{"StringLike":{"kms:CallerAccount":"*"}}"#,
+            r#"{"StringEqualsIfExists":{"aws:SourceVpce":"vpce-1a2b"}}"#,
+            r#"{"StringEquals":{"kms:ViaService":"s3.us-east-1.amazonaws.com"}}"#,
+            r#"{"Bool":{"kms:GrantIsForAWSResource":"true"}}"#,
+            r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/app"}}"#,
+        ] {
+            assert_eq!(with(open), vec![("public_principal", "*".into())], "{open}");
+        }
+        assert_eq!(
+            with(r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::210987654321:role/app"}}"#),
+            vec![("account_principal", "210987654321".into())]
+        );
+        assert!(with(r#"{"Null":{"aws:SourceVpce":"false"}}"#).is_empty());
+        assert!(
+            with(r#"{"ForAnyValue:StringEquals":{"aws:PrincipalOrgID":["o-abc"]}}"#).is_empty()
+        );
+    }
+
+    #[test]
+    fn deny_statements_fence_what_allows_grant() {
+        let p = r#"{"Statement":[
+            {"Sid":"Open","Effect":"Allow","Principal":"*","Action":"kms:Decrypt"},
+            {"Sid":"Fence","Effect":"Deny","Principal":"*","Action":"kms:*","Condition":{"StringNotEquals":{"kms:CallerAccount":["111122223333","444455556666"]}}}
+        ]}"#;
+        assert_eq!(
+            kinds(p),
+            vec![
+                ("account_principal", "111122223333".into()),
+                ("account_principal", "444455556666".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_actions_by_pattern_not_action_and_false_mfa() {
+        let role = "arn:aws:iam::111122223333:role/ops";
+        let st = |rest: &str| {
+            kinds(&format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{role}"}},{rest}}}]}}"#
+            ))
+            .into_iter()
+            .filter(|(k, _)| *k == "admin_without_mfa")
+            .count()
+        };
+        assert_eq!(st(r#""Action":"kms:Put*""#), 1);
+        assert_eq!(st(r#""Action":"kms:*Key*""#), 1);
+        assert_eq!(st(r#""NotAction":"kms:Decrypt""#), 1);
+        assert_eq!(st(r#""Action":["kms:Decrypt","kms:Describe*"]"#), 0);
+        assert_eq!(
+            st(r#""Action":"kms:*","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"false"}}"#),
+            1
+        );
+        assert_eq!(
+            st(
+                r#""Action":"kms:*","Condition":{"BoolIfExists":{"aws:MultiFactorAuthPresent":"true"}}"#
+            ),
+            1
+        );
+        assert_eq!(
+            st(r#""Action":"kms:*","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"true"}}"#),
+            0
+        );
+        assert_eq!(
+            st(
+                r#""Action":"kms:*","Condition":{"NumericLessThan":{"aws:MultiFactorAuthAge":"3600"}}"#
+            ),
+            0
+        );
+        assert_eq!(
+            analyze_or_finding("{not json")
+                .into_iter()
+                .map(|f| f.kind.as_str())
+                .collect::<Vec<_>>(),
+            vec!["unparseable"]
+        );
     }
 
     #[test]

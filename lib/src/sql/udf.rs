@@ -5,7 +5,7 @@
 //! | `is_private_ip(source_ip)` | true for RFC 1918, loopback, link-local, CGNAT and IPv6 ULA/link-local addresses; false for public IPs, service names and "AWS Internal" |
 //! | `arn_account(arn)` | the account id in any ARN, else null |
 //! | `ip_network(source_ip)` | the /24 (IPv4) or /48 (IPv6) network of an address, else null |
-//! | `policy_findings(key_policy)` | a list of `{kind, sid, value}` structs (see [`crate::sql::policy`]); null for invalid JSON |
+//! | `policy_findings(key_policy)` | a list of `{kind, sid, value}` structs (see [`crate::sql::policy`]); `unparseable` for invalid JSON |
 //! | `json_get(json, 'a.b')` | the member at a dotted path of a JSON text (`request_parameters`), as text (objects and arrays as JSON); null when absent |
 //! | `kms_time(text)` | a timestamp from RFC 3339 or the free-form dates inside requests (`Jan 1, 2021 8:00:00 PM`); null otherwise |
 //! | `tag_keys(request_parameters)` | the tag keys a TagResource (`tags[].tagKey`) or UntagResource (`tagKeys`) names |
@@ -116,7 +116,7 @@ fn policy_findings_udf() -> ScalarUDF {
                 true,
             )));
             for v in s.iter() {
-                let findings = v.and_then(|p| policy::analyze(p).ok());
+                let findings = v.map(policy::analyze_or_finding);
                 let Some(findings) = findings else {
                     list.append(false);
                     continue;
