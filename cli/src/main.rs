@@ -9,7 +9,8 @@ mod prompt;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    compact, convert, demo, detect, generate, ingest, report, rules, schema, sql, vacuum, verify,
+    compact, convert, demo, detect, generate, ingest, policy, report, rules, schema, sql, vacuum,
+    verify,
 };
 
 #[derive(Parser, Debug)]
@@ -41,6 +42,7 @@ enum Command {
     Generate(generate::Args),
     Schema(schema::Args),
     Verify(verify::Args),
+    Policy(policy::Args),
 }
 
 fn main() {
@@ -57,6 +59,7 @@ fn main() {
         Command::Generate(a) => generate::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Policy(a) => policy::run(a),
     };
     let code = match result {
         Ok(code) => code,

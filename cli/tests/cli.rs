@@ -656,3 +656,51 @@ fn a_report_beside_an_earlier_one_lists_the_changes() {
         first_json["changes"]
     );
 }
+
+/// `policy` on documents: exit 1 on a risk, 0 on the default policy; JSON lines.
+#[test]
+fn policy_judges_documents_for_ci() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let default = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+    let partner = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Partner","Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*","Condition":{"StringEquals":{"kms:CallerAccount":"999988887777"}}}]}"#;
+    std::fs::write(dir.join("default.json"), default).expect("write");
+    std::fs::write(dir.join("partner.json"), partner).expect("write");
+    let ok = kms_audit(
+        &[
+            "policy",
+            "default.json",
+            "--trusted-accounts",
+            "111122223333",
+        ],
+        dir,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("0 risk(s)"), "{}", stdout(&ok));
+    let bad = kms_audit(
+        &[
+            "policy",
+            "partner.json",
+            "--trusted-accounts",
+            "111122223333",
+            "--format",
+            "json",
+        ],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    let line: serde_json::Value = serde_json::from_str(stdout(&bad).trim()).expect("json");
+    assert_eq!(line["kind"], "account_principal");
+    assert_eq!(line["value"], "999988887777");
+    assert_eq!(line["risk"], true);
+    // From stdin; a document that is not JSON is a risk, not an error.
+    let mut c = command(&["policy", "-"], dir);
+    c.stdout(std::process::Stdio::piped());
+    let broken = with_stdin(c, "{\"Statement\": [");
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    assert!(
+        stdout(&broken).contains("unparseable"),
+        "{}",
+        stdout(&broken)
+    );
+}

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod detect;
 pub mod generate;
 pub mod ingest;
+pub mod policy;
 pub mod report;
 pub mod rules;
 pub mod schema;
