@@ -3,6 +3,7 @@ WITH findings AS (
            array_agg(f['kind'] || CASE WHEN f['value'] IS NULL OR f['value'] = '' THEN '' ELSE ':' || f['value'] END) AS policy_findings
     FROM (SELECT event_id, unnest(policy_findings(key_policy)) AS f
           FROM period_events WHERE key_policy IS NOT NULL)
+    WHERE f['kind'] <> 'root_access'
     GROUP BY event_id
 ),
 trusted AS (

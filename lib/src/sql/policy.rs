@@ -17,7 +17,9 @@
 //!   `kms:*`, `kms:Put*` expanded over them, or a `NotAction` that leaves one out) granted to
 //!   a specific user or role without a binding MFA condition (`"false"` or `...IfExists`
 //!   do not count). Statements naming an account root delegate to IAM and are not reported;
-//! * [`FindingKind::Unparseable`]: not JSON ([`analyze_or_finding`]).
+//! * [`FindingKind::Unparseable`]: not JSON ([`analyze_or_finding`]);
+//! * [`FindingKind::RootAccess`]: an account root (or bare account id) allowed, without
+//!   conditions, to change the policy: what keeps a key recoverable through IAM.
 
 use serde_json::Value;
 
@@ -30,6 +32,9 @@ pub enum FindingKind {
     AdminWithoutMfa,
     /// The document is not JSON: nobody can tell what it grants.
     Unparseable,
+    /// An account (its root, or the bare id) may change the policy: its IAM can always
+    /// recover the key. A policy without one for the key's own account risks lockout.
+    RootAccess,
 }
 
 impl FindingKind {
@@ -40,6 +45,7 @@ impl FindingKind {
             FindingKind::NotPrincipalAllow => "not_principal_allow",
             FindingKind::AdminWithoutMfa => "admin_without_mfa",
             FindingKind::Unparseable => "unparseable",
+            FindingKind::RootAccess => "root_access",
         }
     }
 }
@@ -306,6 +312,28 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
         for a in &accounts {
             out.push(finding(FindingKind::AccountPrincipal, a));
         }
+        let may_change_policy = match st.get("NotAction") {
+            Some(not) => !strings(Some(not))
+                .iter()
+                .any(|p| action_matches(p, "kms:putkeypolicy")),
+            None => strings(st.get("Action"))
+                .iter()
+                .any(|p| action_matches(p, "kms:putkeypolicy")),
+        };
+        if may_change_policy && conds.is_empty() {
+            for p in &principals {
+                let root = if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
+                    Some(p.as_str())
+                } else if p.ends_with(":root") {
+                    principal_account(p)
+                } else {
+                    None
+                };
+                if let Some(a) = root {
+                    out.push(finding(FindingKind::RootAccess, a));
+                }
+            }
+        }
         if grants_admin(st) && !requires_mfa(&conds) {
             for p in principals.iter().filter(|p| is_identity(p)) {
                 out.push(finding(FindingKind::AdminWithoutMfa, p));
@@ -420,7 +448,13 @@ mod tests {
     #[test]
     fn default_key_policy_names_only_its_account() {
         let p = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
-        assert_eq!(kinds(p), vec![("account_principal", "111122223333".into())]);
+        assert_eq!(
+            kinds(p),
+            vec![
+                ("account_principal", "111122223333".into()),
+                ("root_access", "111122223333".into())
+            ]
+        );
     }
 
     #[test]
@@ -557,6 +591,8 @@ mod tests {
             vec![
                 ("account_principal", Some("Admins"), "210987654321"),
                 ("account_principal", Some("Admins"), "444455556666"),
+                // A bare account id may change the policy: its IAM can recover the key.
+                ("root_access", Some("Admins"), "444455556666"),
                 (
                     "admin_without_mfa",
                     Some("Admins"),
