@@ -46,7 +46,12 @@ pub fn run(args: Args) -> Result<i32> {
             FindingKind::AccountPrincipal => {
                 !trusted.is_empty() && !trusted.iter().any(|t| t == &f.value)
             }
-            _ => true,
+            // What keeps the key recoverable through IAM: good news.
+            FindingKind::RootAccess => false,
+            FindingKind::PublicPrincipal
+            | FindingKind::NotPrincipalAllow
+            | FindingKind::AdminWithoutMfa
+            | FindingKind::Unparseable => true,
         };
         risks += usize::from(risk);
         match args.format {
