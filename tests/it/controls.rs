@@ -272,3 +272,43 @@ fn a_denied_burst_fails_its_control() {
     let cited: Vec<&String> = c.findings.iter().flat_map(|f| &f.event_ids).collect();
     assert!(cited.iter().any(|e| e.starts_with("deny-")), "{cited:?}");
 }
+
+/// A planned decommissioning (--expected-keys) does not fail the deletion control; an
+/// unplanned one still does.
+#[test]
+fn expected_deletions_do_not_fail_the_lifecycle_control() {
+    let mut records = benign();
+    records.extend(planted());
+    let records: Vec<Value> = records.iter().flat_map(expand).collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lake = lake_with(tmp.path(), &records);
+    let ctx = open_local(lake.root()).expect("open");
+    let run = |expected: Vec<String>| {
+        let opts = ReportOptions {
+            since: kms_audit::time::parse_event_time("2026-11-10T00:00:00Z"),
+            until: kms_audit::time::parse_event_time("2026-11-12T00:00:00Z"),
+            rules: builtin_rules().expect("rules"),
+            expected_keys: expected,
+            ..ReportOptions::default()
+        };
+        let r = rt()
+            .block_on(build_report(&ctx, "lake", &opts))
+            .expect("report");
+        r.controls
+            .into_iter()
+            .find(|c| c.id == "no_deletion_or_disable")
+            .expect("control")
+    };
+    assert_eq!(run(Vec::new()).status, Status::Fail);
+    // Both planted changes are on KEY2: expected, the control passes and says why.
+    let planned = run(vec!["5678efgh-12ab-34cd-56ef-1234567890ab".to_owned()]);
+    assert_eq!(planned.status, Status::Pass, "{planned:#?}");
+    assert!(
+        planned
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("expected"))
+    );
+    // Another key expected: still a failure.
+    assert_eq!(run(vec![KEY.to_owned()]).status, Status::Fail);
+}

@@ -202,6 +202,7 @@ pub fn run(args: Args) -> Result<i32> {
         as_of: None,
         public_keys: None,
         compare: None,
+        expected_keys: Vec::new(),
     })?;
     let mut out = std::io::stdout().lock();
     writeln!(

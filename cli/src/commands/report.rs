@@ -43,6 +43,10 @@ pub struct Args {
     /// Default: the latest earlier report in a directory beside --out
     #[arg(long, value_name = "PREV/report.json")]
     pub compare: Option<PathBuf>,
+    /// Keys (ARNs or ids, comma-separated) whose deletion or disabling in the period is
+    /// planned: they do not fail the deletion-or-disable control
+    #[arg(long, env = "KMS_AUDIT_EXPECTED_KEYS", value_delimiter = ',')]
+    pub expected_keys: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -124,6 +128,7 @@ pub fn build(args: &Args) -> Result<Report> {
             .as_deref()
             .map(|spec| super::verify::lake_keys(spec, &lake, &ctx))
             .transpose()?,
+        expected_keys: args.expected_keys.clone(),
     };
     Ok(lake
         .rt

@@ -137,6 +137,12 @@ impl Reporter {
             trusted_accounts: self.trusted.clone(),
             rules: builtin_rules()?,
             public_keys,
+            expected_keys: std::env::var("KMS_AUDIT_EXPECTED_KEYS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
         };
         let mut report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(

@@ -114,7 +114,7 @@ fn alert_finding(row: &Map<String, Value>) -> Finding {
 
 /// Controls over a report's sections. Those that rest on the detection rules are not
 /// evaluated when the report has no alerts section (`--no-alerts`).
-pub fn controls(sections: &[Section], events_in_period: i64) -> Vec<Control> {
+pub fn controls(sections: &[Section], events_in_period: i64, expected: &[String]) -> Vec<Control> {
     let section = |id: &str| sections.iter().find(|s| s.def.id == id);
     let alerts: Option<Vec<&Map<String, Value>>> =
         section("alerts").map(|s| s.rows.iter().collect());
@@ -213,16 +213,36 @@ pub fn controls(sections: &[Section], events_in_period: i64) -> Vec<Control> {
     }
     out.push(rotation);
 
-    out.push(from_rules(
+    // Deletions and disables of keys the report was told to expect (a planned
+    // decommissioning) do not fail the control; they are named in its basis.
+    let mut lifecycle = from_rules(
         "no_deletion_or_disable",
-        "No key scheduled for deletion or disabled",
+        "No key scheduled for deletion or disabled unexpectedly",
         refs(&["T1485"], &["4.7"], &["3.7.5"], &["KMS.3"]),
         &[
             "kms_key_deletion_scheduled",
             "kms_key_disabled",
             "kms_trail_key_disabled",
         ],
-    ));
+    );
+    let is_expected = |f: &Finding| {
+        f.subject.as_deref().is_some_and(|k| {
+            expected
+                .iter()
+                .any(|e| !e.is_empty() && (k == e || k.ends_with(&format!("/{e}"))))
+        })
+    };
+    let planned = lifecycle.findings.iter().filter(|f| is_expected(f)).count();
+    if planned > 0 {
+        lifecycle.findings.retain(|f| !is_expected(f));
+        if lifecycle.findings.is_empty() {
+            lifecycle.status = Status::Pass;
+        }
+        lifecycle.reason = Some(format!(
+            "{planned} deletion(s) or disable(s) of expected keys (report --expected-keys)"
+        ));
+    }
+    out.push(lifecycle);
     out.push(from_rules(
         "no_public_or_outside_policy",
         "No key policy, grant or re-encryption open to the public or to untrusted accounts",

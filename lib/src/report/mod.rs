@@ -161,6 +161,9 @@ pub struct ReportOptions {
     /// CloudTrail's public keys: the integrity section then checks digest signatures
     /// too (without, the chain and every log's SHA-256).
     pub public_keys: Option<crate::integrity::PublicKeys>,
+    /// Keys (ARNs or ids) whose deletion or disabling in the period is planned: it does not
+    /// fail the `no_deletion_or_disable` control.
+    pub expected_keys: Vec<String>,
 }
 
 async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<Option<i64>, QueryError> {
@@ -340,7 +343,7 @@ pub async fn build_report(
         }
         charts.insert(name.to_owned(), p);
     }
-    let controls = controls::controls(&sections, events_in_period);
+    let controls = controls::controls(&sections, events_in_period, &opts.expected_keys);
     let findings = controls::findings(&controls, &sections);
     Ok(Report {
         controls,
