@@ -67,15 +67,7 @@ pub fn run(args: Args) -> Result<i32> {
             bar.inc(1);
         }
     };
-    // Objects in S3 wait on the network more than on the CPU: more of them in flight.
-    let threads = if any_s3 || lake.aws.is_some() {
-        rayon::current_num_threads().max(16)
-    } else {
-        rayon::current_num_threads()
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
+    let pool = source_pool(any_s3 || lake.aws.is_some())?;
     let opts = IngestOptions {
         commit_objects: args.commit_objects.max(1),
         commit_bytes: args.commit_mb.max(1) << 20,
@@ -95,6 +87,19 @@ pub fn run(args: Args) -> Result<i32> {
 }
 
 pub type Objects = Vec<Box<dyn SourceObject>>;
+
+/// The pool that reads sources: objects in S3 wait on the network more than on the CPU,
+/// so more of them are in flight.
+pub fn source_pool(s3: bool) -> Result<rayon::ThreadPool> {
+    let threads = if s3 {
+        rayon::current_num_threads().max(16)
+    } else {
+        rayon::current_num_threads()
+    };
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?)
+}
 
 /// The objects under the sources (files, directories, `s3://bucket/prefix`), and those
 /// skipped by name.

@@ -58,15 +58,7 @@ pub fn run(args: Args) -> Result<i32> {
             .with_context(|| format!("reading the digests of {}", lake.location()))?
     } else {
         let (objects, _) = super::ingest::sources(&args.sources, &rt, aws.as_ref())?;
-        // Objects in S3 wait on the network more than on the CPU: more of them in flight.
-        let threads = if any_s3 {
-            rayon::current_num_threads().max(16)
-        } else {
-            rayon::current_num_threads()
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
+        let pool = super::ingest::source_pool(any_s3)?;
         let _guard = rt.enter();
         pool.install(|| kms_audit::integrity::sources::evidence_from_sources(&objects))
     };
@@ -105,18 +97,9 @@ pub fn lake_keys(
         return keys_file(std::path::Path::new(spec));
     }
     let aws = lake.aws.as_ref().context("AWS configuration not loaded")?;
-    let (regions, span) = lake
-        .rt
-        .block_on(kms_audit::integrity::alerts::key_scope(ctx))?;
-    Ok(match span {
-        None => PublicKeys::default(),
-        Some((start, end)) => lake
-            .rt
-            .block_on(kms_audit::integrity::keys::list_public_keys(
-                aws, &regions, start, end,
-            ))
-            .context("asking CloudTrail for its public keys")?,
-    })
+    lake.rt
+        .block_on(kms_audit::integrity::keys::lake_public_keys(aws, ctx))?
+        .context("asking CloudTrail for its public keys")
 }
 
 /// Reads a `list-public-keys` JSON file.

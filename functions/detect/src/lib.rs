@@ -82,17 +82,9 @@ impl Detector {
         let sinks = lambda_common::alert_sinks_from_env();
         let trusted = lambda_common::trusted_accounts_from_env();
         let mut d = Detector::new(Aws::load().await, &uri, sinks, trusted)?;
-        let list = |var: &str| -> Vec<String> {
-            std::env::var(var)
-                .unwrap_or_default()
-                .split(',')
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .collect()
-        };
-        d.trail_keys = list("KMS_AUDIT_TRAIL_KEYS");
-        d.critical_keys = list("KMS_AUDIT_CRITICAL_KEYS");
-        d.abac_tag_keys = list("KMS_AUDIT_ABAC_TAG_KEYS");
+        d.trail_keys = lambda_common::list_from_env("KMS_AUDIT_TRAIL_KEYS");
+        d.critical_keys = lambda_common::list_from_env("KMS_AUDIT_CRITICAL_KEYS");
+        d.abac_tag_keys = lambda_common::list_from_env("KMS_AUDIT_ABAC_TAG_KEYS");
         Ok(match std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() {
             Ok("aws") => d.with_public_keys(PublicKeysSource::Aws),
             _ => d,
@@ -155,20 +147,11 @@ impl Detector {
             None => None,
             Some(PublicKeysSource::Given(k)) => Some(k.clone()),
             Some(PublicKeysSource::Aws) => {
-                match kms_audit::integrity::alerts::key_scope(&ctx).await? {
-                    (_, None) => Some(kms_audit::integrity::PublicKeys::default()),
-                    (regions, Some((start, end))) => {
-                        match kms_audit::integrity::keys::list_public_keys(
-                            &self.aws, &regions, start, end,
-                        )
-                        .await
-                        {
-                            Ok(k) => Some(k),
-                            Err(e) => {
-                                tracing::error!(error = %e, "log integrity not checked this run: no public keys");
-                                None
-                            }
-                        }
+                match kms_audit::integrity::keys::lake_public_keys(&self.aws, &ctx).await? {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        tracing::error!(error = %e, "log integrity not checked this run: no public keys");
+                        None
                     }
                 }
             }

@@ -84,7 +84,12 @@ pub fn alert_sinks(
 /// The accounts trusted besides those in the lake, from `KMS_AUDIT_TRUSTED_ACCOUNTS`
 /// (comma-separated).
 pub fn trusted_accounts_from_env() -> Vec<String> {
-    std::env::var("KMS_AUDIT_TRUSTED_ACCOUNTS")
+    list_from_env("KMS_AUDIT_TRUSTED_ACCOUNTS")
+}
+
+/// A comma-separated variable's values, trimmed, empty ones left out.
+pub fn list_from_env(var: &str) -> Vec<String> {
+    std::env::var(var)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)

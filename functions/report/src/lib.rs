@@ -110,22 +110,13 @@ impl Reporter {
             .unwrap_or(until - self.days * DAY_MICROS);
         let ctx = kms_audit::sql::open_s3(&self.aws, &self.lake_uri, &AsOf::Latest).await?;
         let public_keys = if self.public_keys_from_aws {
-            match kms_audit::integrity::alerts::key_scope(&ctx).await? {
-                (_, None) => None,
-                (regions, Some((start, end))) => {
-                    match kms_audit::integrity::keys::list_public_keys(
-                        &self.aws, &regions, start, end,
-                    )
-                    .await
-                    {
-                        Ok(k) => Some(k),
-                        // The report still judges the chain and every hash; its
-                        // integrity section says signatures were not checked.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "digest signatures not checked: no public keys");
-                            None
-                        }
-                    }
+            match kms_audit::integrity::keys::lake_public_keys(&self.aws, &ctx).await? {
+                Ok(k) => Some(k),
+                // The report still judges the chain and every hash; its integrity section
+                // says signatures were not checked.
+                Err(e) => {
+                    tracing::warn!(error = %e, "digest signatures not checked: no public keys");
+                    None
                 }
             }
         } else {
@@ -137,12 +128,7 @@ impl Reporter {
             trusted_accounts: self.trusted.clone(),
             rules: builtin_rules()?,
             public_keys,
-            expected_keys: std::env::var("KMS_AUDIT_EXPECTED_KEYS")
-                .unwrap_or_default()
-                .split(',')
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .collect(),
+            expected_keys: lambda_common::list_from_env("KMS_AUDIT_EXPECTED_KEYS"),
         };
         let mut report = build_report(&ctx, &self.lake.uri(), &opts).await?;
         let folder = format!(

@@ -145,6 +145,19 @@ pub async fn list_public_keys(
     Ok(keys)
 }
 
+/// The keys that signed the digests a lake holds: [`list_public_keys`] for their home
+/// regions and period ([`super::alerts::key_scope`]); none when the lake has no digest.
+#[cfg(feature = "aws")]
+pub async fn lake_public_keys(
+    aws: &crate::s3::Aws,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<Result<PublicKeys, KeysError>, crate::sql::QueryError> {
+    Ok(match super::alerts::key_scope(ctx).await? {
+        (_, None) => Ok(PublicKeys::default()),
+        (regions, Some((start, end))) => list_public_keys(aws, &regions, start, end).await,
+    })
+}
+
 #[cfg(feature = "aws")]
 fn from_sdk(k: &aws_sdk_cloudtrail::types::PublicKey) -> PublicKey {
     let time = |t: Option<&aws_sdk_cloudtrail::primitives::DateTime>| {
