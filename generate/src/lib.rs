@@ -1396,19 +1396,10 @@ fn log_dir(
 }
 
 fn stamp(micros: i64) -> String {
-    let day = micros.div_euclid(DAY_MICROS);
-    let (y, m, d) = civil_from_days(day);
-    let secs = micros.rem_euclid(DAY_MICROS) / 1_000_000;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60
-    )
+    // `YYYYMMDDTHHMM` of the digests' `YYYYMMDDTHHMMSSZ`.
+    format!("{}Z", &stamp_seconds(micros)[..13])
 }
 
-/// Writes records as one gzipped CloudTrail envelope; returns the raw JSON size.
-/// Writes a gzipped envelope; returns its raw JSON size and the hex SHA-256 of that JSON
-/// (what a digest lists).
 /// The bucket the synthetic trail's digests name.
 const TRAIL_BUCKET: &str = "trail-bucket";
 
@@ -1425,6 +1416,8 @@ fn stamp_seconds(micros: i64) -> String {
     )
 }
 
+/// Writes a gzipped envelope; returns its raw JSON size and the hex SHA-256 of that JSON
+/// (what a digest lists).
 fn write_envelope(path: &Path, recs: &[Rec], level: u32) -> io::Result<(u64, String)> {
     use sha2::Digest as _;
     let file = BufWriter::with_capacity(256 * 1024, File::create(path)?);

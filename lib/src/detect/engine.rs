@@ -249,34 +249,27 @@ pub async fn register_window(
     // CloudTrail's own events, and what they say about the trail: its buckets (also from
     // the digests, which name the bucket they were written to) and the keys that encrypt it
     // (also from `configured_trail_keys`, see [`set_trail_keys`]).
-    let trail_events = if has(crate::ingest::trail::TRAIL_TABLE) {
-        "SELECT * FROM trail_events".to_owned()
-    } else {
-        "SELECT * FROM (VALUES (1)) WHERE false".to_owned()
-    };
     let mut buckets = vec![
-        "SELECT s3_bucket AS bucket FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND s3_bucket IS NOT NULL"
-            .to_owned(),
+        "SELECT s3_bucket AS bucket FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND s3_bucket IS NOT NULL",
     ];
     if has(crate::lake::table::DIGESTS_TABLE) {
-        buckets.push(
-            "SELECT digest_s3_bucket FROM digests_files WHERE digest_s3_bucket IS NOT NULL"
-                .to_owned(),
-        );
+        buckets
+            .push("SELECT digest_s3_bucket FROM digests_files WHERE digest_s3_bucket IS NOT NULL");
     }
-    let mut keys = vec![
-        "SELECT kms_key_id AS key FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND kms_key_id IS NOT NULL AND error_code IS NULL"
-            .to_owned(),
+    let keys = [
+        "SELECT kms_key_id AS key FROM trail_events WHERE event_name IN ('CreateTrail', 'UpdateTrail') AND kms_key_id IS NOT NULL AND error_code IS NULL",
+        "SELECT key FROM configured_trail_keys",
     ];
-    keys.push("SELECT key FROM configured_trail_keys".to_owned());
-    let has_trail = has(crate::ingest::trail::TRAIL_TABLE);
-    let trail_views: Vec<String> = if has_trail {
+    let trail_views: Vec<String> = if has(crate::ingest::trail::TRAIL_TABLE) {
         vec![
             "DROP VIEW IF EXISTS window_trail_events".to_owned(),
             "DROP VIEW IF EXISTS trail_buckets".to_owned(),
             "DROP VIEW IF EXISTS trail_keys".to_owned(),
             format!(
-                "CREATE VIEW window_trail_events AS {trail_events}                  WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}'                    AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')                    AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+                "CREATE VIEW window_trail_events AS SELECT * FROM trail_events \
+                 WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}' \
+                   AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
+                   AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
                 window.since, window.until
             ),
             format!(

@@ -13,9 +13,8 @@ use crate::sql::QueryError;
 /// The rule id of integrity alerts (documented in docs/detections.md).
 pub const RULE_ID: &str = "log_integrity";
 
-/// An account and region whose newest digest ended longer ago than this is alerted:
-/// CloudTrail writes a digest every hour, with or without activity.
-pub const DIGEST_GAP_MICROS: i64 = super::DIGEST_GAP_MICROS;
+/// An account and region whose newest digest ended longer ago than this is alerted.
+pub use super::DIGEST_GAP_MICROS;
 
 /// What one integrity check judged and raised.
 #[derive(Debug, Clone)]

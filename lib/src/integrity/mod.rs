@@ -274,11 +274,6 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
         },
         chains: BTreeMap::new(),
     };
-    let by_object: HashMap<&str, &Digest> = ev
-        .digests
-        .values()
-        .map(|d| (d.object.as_str(), d))
-        .collect();
     // The digest that names each one as its previous.
     let mut next_of: HashMap<String, &Digest> = HashMap::new();
     for d in ev.digests.values() {
@@ -308,7 +303,7 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
     let mut status: HashMap<&str, Status> = HashMap::new();
     for d in ev.digests.values().filter(|d| in_scope(d)) {
         let chain = chain_of(d);
-        let s = judge_digest(d, keys, &by_object, &next_of, &earliest, &mut out);
+        let s = judge_digest(d, keys, &ev.digests, &next_of, &earliest, &mut out);
         sum.add(&chain, |t| {
             t.digests += 1;
             match s {
@@ -501,7 +496,7 @@ pub fn verify(ev: &Evidence, keys: &PublicKeys, window: Window) -> Verification 
 fn judge_digest(
     d: &Digest,
     keys: &PublicKeys,
-    by_object: &HashMap<&str, &Digest>,
+    by_object: &BTreeMap<String, Digest>,
     next_of: &HashMap<String, &Digest>,
     earliest: &HashMap<(String, String), i64>,
     out: &mut Vec<Finding>,
@@ -607,7 +602,7 @@ fn judge_digest(
                 "s3://{}/{prev}",
                 b.previous_bucket.as_deref().unwrap_or(&b.bucket)
             );
-            match by_object.get(pc.as_str()) {
+            match by_object.get(&pc) {
                 Some(p) if b.previous_hash.as_deref() != Some(p.sha256.as_str()) => {
                     out.push(Finding {
                         kind: Kind::DigestChainBroken,

@@ -897,17 +897,16 @@ fn render_changes(h: &mut String, r: &Report, aliases: &BTreeMap<String, String>
                 f.severity.as_str(),
                 f.severity.as_str(),
                 esc(&f.summary),
-                esc(&f
-                    .event_ids
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" "))
+                first_event_ids(&f.event_ids)
             );
         }
         h.push_str("</tbody></table>");
     }
+}
+
+/// The first three event ids of a finding, escaped, for a table cell.
+fn first_event_ids(ids: &[String]) -> String {
+    esc(&ids.iter().take(3).cloned().collect::<Vec<_>>().join(" "))
 }
 
 /// Rows of an evidence section shown in the HTML (finding rows first); the CSV has all.
@@ -1088,13 +1087,7 @@ h2{{break-before:auto}}section{{break-before:page}}\
             } else {
                 format!(
                     "<code>{}</code>{}",
-                    esc(&f
-                        .event_ids
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" ")),
+                    first_event_ids(&f.event_ids),
                     if f.event_ids.len() > 3 {
                         format!(" and {} more", f.event_ids.len() - 3)
                     } else {
