@@ -693,6 +693,46 @@ fn policy_judges_documents_for_ci() {
     assert_eq!(line["kind"], "account_principal");
     assert_eq!(line["value"], "999988887777");
     assert_eq!(line["risk"], true);
+    // Organizations and endpoints, each judged against its own trusted set.
+    let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-a1b2c3d4e5"}}},{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Condition":{"StringEquals":{"aws:SourceVpce":"vpce-0a1b2c3d"}}}]}"#;
+    std::fs::write(dir.join("org.json"), org).expect("write");
+    let judge = |orgs: &str, endpoints: &str| {
+        let out = kms_audit(
+            &[
+                "policy",
+                "org.json",
+                "--trusted-orgs",
+                orgs,
+                "--trusted-endpoints",
+                endpoints,
+                "--format",
+                "json",
+            ],
+            dir,
+        );
+        let risks: Vec<String> = stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["risk"] == true)
+            .map(|v| {
+                format!(
+                    "{}={}",
+                    v["kind"].as_str().unwrap_or(""),
+                    v["value"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        (out.status.code(), risks)
+    };
+    assert_eq!(judge("o-a1b2c3d4e5", "vpce-0a1b2c3d"), (Some(0), vec![]));
+    assert_eq!(
+        judge("o-zz9y8x7w6v", "vpce-0a1b2c3d"),
+        (Some(1), vec!["org_principal=o-a1b2c3d4e5".to_owned()])
+    );
+    assert_eq!(
+        judge("o-a1b2c3d4e5", "vpce-0ffff"),
+        (Some(1), vec!["endpoint_principal=vpce-0a1b2c3d".to_owned()])
+    );
     // From stdin; a document that is not JSON is a risk, not an error.
     let mut c = command(&["policy", "-"], dir);
     c.stdout(std::process::Stdio::piped());

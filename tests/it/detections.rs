@@ -68,17 +68,67 @@ pub fn expand(record: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Ingests records as one gzipped CloudTrail object into a fresh lake.
+/// Ingests records into a fresh lake, as one gzipped CloudTrail object per recipient
+/// account, each under that account's `AWSLogs/` prefix.
 pub fn lake_with(dir: &Path, records: &[Value]) -> LocalLake {
+    lake_delivered(dir, records, None, None)
+}
+
+/// [`lake_with`], all records under `account`'s prefix when given (whatever their
+/// `recipientAccountId` says), in an organization trail's layout when `org` is given.
+pub fn lake_delivered(
+    dir: &Path,
+    records: &[Value],
+    account: Option<&str>,
+    org: Option<&str>,
+) -> LocalLake {
     let trail = dir.join("trail");
-    std::fs::create_dir_all(&trail).expect("mkdir");
-    let body = json!({ "Records": records }).to_string();
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(trail.join("records.json.gz")).expect("create"),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(body.as_bytes()).expect("write");
-    gz.finish().expect("gz");
+    let mut by_account: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for r in records {
+        let a = account
+            .or(r["recipientAccountId"].as_str())
+            .unwrap_or("111122223333");
+        by_account.entry(a.to_owned()).or_default().push(r);
+    }
+    for (i, (acct, recs)) in by_account.iter().enumerate() {
+        let first = recs
+            .iter()
+            .filter_map(|r| r["eventTime"].as_str())
+            .min()
+            .unwrap_or("2026-11-11T00:00:00Z");
+        let region = recs[0]["awsRegion"].as_str().unwrap_or("us-east-1");
+        let (day, stamp) = (
+            &first[..10],
+            format!(
+                "{}T{}{}Z",
+                first[..10].replace('-', ""),
+                &first[11..13],
+                &first[14..16]
+            ),
+        );
+        let mut path = trail.join("AWSLogs");
+        if let Some(o) = org {
+            path.push(o);
+        }
+        path.push(acct);
+        path.push("CloudTrail");
+        path.push(region);
+        path.extend(day.split('-'));
+        std::fs::create_dir_all(&path).expect("mkdir");
+        let file = path.join(format!(
+            "{acct}_CloudTrail_{region}_{stamp}_test{i:012}.json.gz"
+        ));
+        let body = json!({ "Records": recs }).to_string();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(file).expect("create"),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(body.as_bytes()).expect("write");
+        gz.finish().expect("gz");
+    }
+    if records.is_empty() {
+        std::fs::create_dir_all(&trail).expect("mkdir");
+    }
     let lake = LocalLake::open(dir.join("lake")).expect("lake");
     let (objects, _) = local_sources(&[trail]).expect("sources");
     let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
@@ -107,7 +157,12 @@ fn check_rule(rule: &Rule) -> Vec<String> {
     for test in &rule.meta.tests {
         let records: Vec<Value> = test.records.iter().flat_map(expand).collect();
         let tmp = tempfile::tempdir().expect("tmp");
-        let lake = lake_with(tmp.path(), &records);
+        let lake = lake_delivered(
+            tmp.path(),
+            &records,
+            test.delivered_account.as_deref(),
+            test.delivered_org.as_deref(),
+        );
         let ctx = open_local(lake.root()).expect("open");
         let times: Vec<i64> = records
             .iter()

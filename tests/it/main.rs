@@ -12,6 +12,7 @@ mod integrity;
 mod lake;
 mod lambda;
 mod pipeline;
+mod policies;
 mod reader_props;
 mod report;
 mod sinks;

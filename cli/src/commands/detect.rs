@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use arrow::array::AsArray;
 use clap::ValueEnum;
 use kms_audit::detect::sinks::aws::aws_sink;
 use kms_audit::detect::sinks::{AwsSinkSpec, deliver_all, parse_sink};
@@ -95,6 +96,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
     let ctx = lake.query()?;
     kms_audit::detect::set_trail_keys(&ctx, &args.trail_keys)?;
     kms_audit::detect::set_critical_keys(&ctx, &args.critical_keys)?;
+    kms_audit::detect::set_trusted_orgs(&ctx, &args.trusted.trusted_orgs)?;
     kms_audit::detect::set_abac_tag_keys(&ctx, &args.abac_tag_keys)?;
     let (since, until) = super::period(args.since.as_deref(), args.until.as_deref())?;
     let mut opts = DetectOptions {
@@ -185,6 +187,35 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
             "first run: signature rules judged every event; baseline rules learned from {} .. {} and judged from there",
             kms_audit::time::format_micros(window.since),
             kms_audit::time::format_micros(window.baselines_since.min(window.until)),
+        );
+    }
+    let trust = rt.block_on(kms_audit::sql::run_sql(
+        &ctx,
+        "SELECT (SELECT count(*) FROM trusted_accounts) AS a, (SELECT count(*) FROM trusted_orgs) AS o, \
+                (SELECT max(source) FROM trust_basis) AS s",
+    ))?;
+    if let Some(b) = trust.first().filter(|b| b.num_rows() == 1) {
+        let text = |i: usize| {
+            arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8)
+                .ok()
+                .and_then(|c| {
+                    c.as_string::<i32>()
+                        .iter()
+                        .next()
+                        .flatten()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default()
+        };
+        eprintln!(
+            "trusted: {} account(s), {} organization(s), {}",
+            text(0),
+            text(1),
+            if text(2) == "records" {
+                "from the records' recipientAccountId: no log key in the AWSLogs/ layout and none configured (--trusted-accounts)"
+            } else {
+                "from the log objects' keys and the configuration"
+            }
         );
     }
     eprintln!(

@@ -24,12 +24,16 @@ pub struct LakeArg {
     pub lake: String,
 }
 
-/// Accounts trusted besides those whose logs are in the lake.
+/// Accounts and organizations trusted besides those in the keys of the logs in the lake.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrustedArg {
     /// Accounts to trust besides those whose logs are in the lake (comma-separated)
     #[arg(long, env = "KMS_AUDIT_TRUSTED_ACCOUNTS", value_delimiter = ',')]
     pub trusted_accounts: Vec<String>,
+    /// Organizations (o-...) to trust besides those of organization trails in the lake
+    /// (comma-separated)
+    #[arg(long, env = "KMS_AUDIT_TRUSTED_ORGS", value_delimiter = ',')]
+    pub trusted_orgs: Vec<String>,
 }
 
 /// `--since` and `--until` (RFC 3339, a date, or a span before now such as `7d`) in

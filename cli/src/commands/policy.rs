@@ -9,7 +9,8 @@ use kms_audit::sql::policy::{FindingKind, analyze_or_finding};
 use super::TrustedArg;
 
 /// Analyse a KMS key policy document (a file, or - for stdin): public principals, outside
-/// accounts (also through kms:CallerAccount and other conditions), NotPrincipal allows,
+/// accounts (also through kms:CallerAccount and other conditions), organizations and VPC
+/// endpoints a wildcard is narrowed to, NotPrincipal allows,
 /// administration without MFA, unreadable documents. Exit 1 on any risk
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,6 +18,10 @@ pub struct Args {
     pub file: String,
     #[command(flatten)]
     pub trusted: TrustedArg,
+    /// VPC endpoints (vpce-...) your accounts own: a wildcard narrowed to any other one is
+    /// open to whoever owns it (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_endpoints: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -37,15 +42,16 @@ pub fn run(args: Args) -> Result<i32> {
             .with_context(|| format!("reading {}", args.file))?;
     }
     let trusted = &args.trusted.trusted_accounts;
+    // Each kind of name is a risk only against a set of its kind; without one it is listed.
+    let outside = |set: &[String], v: &str| !set.is_empty() && !set.iter().any(|t| t == v);
     let findings = analyze_or_finding(&text);
     let mut out = std::io::stdout().lock();
     let mut risks = 0;
     for f in &findings {
-        // An account is a risk only against a trusted set; without one it is reported.
         let risk = match f.kind {
-            FindingKind::AccountPrincipal => {
-                !trusted.is_empty() && !trusted.iter().any(|t| t == &f.value)
-            }
+            FindingKind::AccountPrincipal => outside(trusted, &f.value),
+            FindingKind::OrgPrincipal => outside(&args.trusted.trusted_orgs, &f.value),
+            FindingKind::EndpointPrincipal => outside(&args.trusted_endpoints, &f.value),
             // What keeps the key recoverable through IAM: good news.
             FindingKind::RootAccess => false,
             FindingKind::PublicPrincipal

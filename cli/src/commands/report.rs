@@ -118,6 +118,7 @@ pub fn build(args: &Args) -> Result<Report> {
         since,
         until,
         trusted_accounts: args.trusted.trusted_accounts.clone(),
+        trusted_orgs: args.trusted.trusted_orgs.clone(),
         rules: if args.no_alerts {
             Vec::new()
         } else {

@@ -74,6 +74,8 @@ pub struct Detector {
     /// `KMS_AUDIT_CRITICAL_KEYS` and `KMS_AUDIT_ABAC_TAG_KEYS` (comma-separated).
     critical_keys: Vec<String>,
     abac_tag_keys: Vec<String>,
+    /// `KMS_AUDIT_TRUSTED_ORGS` (comma-separated).
+    trusted_orgs: Vec<String>,
 }
 
 impl Detector {
@@ -85,6 +87,7 @@ impl Detector {
         d.trail_keys = lambda_common::list_from_env("KMS_AUDIT_TRAIL_KEYS");
         d.critical_keys = lambda_common::list_from_env("KMS_AUDIT_CRITICAL_KEYS");
         d.abac_tag_keys = lambda_common::list_from_env("KMS_AUDIT_ABAC_TAG_KEYS");
+        d.trusted_orgs = lambda_common::list_from_env("KMS_AUDIT_TRUSTED_ORGS");
         Ok(match std::env::var("KMS_AUDIT_PUBLIC_KEYS").as_deref() {
             Ok("aws") => d.with_public_keys(PublicKeysSource::Aws),
             _ => d,
@@ -115,6 +118,7 @@ impl Detector {
             trail_keys: Vec::new(),
             critical_keys: Vec::new(),
             abac_tag_keys: Vec::new(),
+            trusted_orgs: Vec::new(),
         })
     }
 
@@ -131,6 +135,7 @@ impl Detector {
         kms_audit::detect::set_trail_keys(&ctx, &self.trail_keys)?;
         kms_audit::detect::set_critical_keys(&ctx, &self.critical_keys)?;
         kms_audit::detect::set_abac_tag_keys(&ctx, &self.abac_tag_keys)?;
+        kms_audit::detect::set_trusted_orgs(&ctx, &self.trusted_orgs)?;
         let lake = self.lake.clone();
         let mut state =
             tokio::task::spawn_blocking(move || DetectState::load(lake.as_ref())).await??;

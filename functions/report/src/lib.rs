@@ -126,6 +126,7 @@ impl Reporter {
             since: Some(since),
             until: Some(until),
             trusted_accounts: self.trusted.clone(),
+            trusted_orgs: lambda_common::list_from_env("KMS_AUDIT_TRUSTED_ORGS"),
             rules: builtin_rules()?,
             public_keys,
             expected_keys: lambda_common::list_from_env("KMS_AUDIT_EXPECTED_KEYS"),

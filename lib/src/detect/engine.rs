@@ -234,7 +234,8 @@ pub async fn resolve_window(
     }))
 }
 
-/// Registers `window_events`, `history_events` and `trusted_accounts` for a window.
+/// Registers `window_events`, `history_events`, `trusted_accounts`, `trusted_orgs` and
+/// `known_vpc_endpoints` for a window.
 pub async fn register_window(
     ctx: &SessionContext,
     window: Window,
@@ -287,7 +288,6 @@ pub async fn register_window(
     let stmts = [
         "DROP VIEW IF EXISTS window_events".to_owned(),
         "DROP VIEW IF EXISTS history_events".to_owned(),
-        "DROP VIEW IF EXISTS trusted_accounts".to_owned(),
         format!(
             "CREATE VIEW window_events AS SELECT * FROM kms_events \
              WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}' \
@@ -302,29 +302,32 @@ pub async fn register_window(
                AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
             history_start, window.since
         ),
-        {
-            let extra: Vec<String> = trusted
-                .iter()
-                .filter(|a| a.bytes().all(|b| b.is_ascii_digit()))
-                .map(|a| format!("('{a}')"))
-                .collect();
-            let mut sql =
-                "CREATE VIEW trusted_accounts AS SELECT DISTINCT account_id FROM kms_events \
-                           WHERE account_id IS NOT NULL"
-                    .to_owned();
-            if !extra.is_empty() {
-                sql.push_str(&format!(
-                    " UNION SELECT column1 AS account_id FROM (VALUES {})",
-                    extra.join(", ")
-                ));
-            }
-            sql
-        },
     ];
     for s in stmts.into_iter().chain(trail_views) {
         run_sql(ctx, &s).await?;
     }
+    let orgs = super::trust::strings(ctx, "SELECT org_id FROM configured_trusted_orgs").await?;
+    let t = super::trust::resolve(ctx, &history_day, &until_day, trusted, &orgs).await?;
+    super::trust::register(ctx, &t).await?;
+    // Endpoints our accounts are seen using: a policy narrowed to any other endpoint is
+    // open to whoever owns it.
+    for s in [
+        "DROP VIEW IF EXISTS known_vpc_endpoints",
+        "CREATE VIEW known_vpc_endpoints AS SELECT DISTINCT vpc_endpoint_id FROM ( \
+           SELECT vpc_endpoint_id, vpc_endpoint_account_id FROM history_events \
+           UNION ALL SELECT vpc_endpoint_id, vpc_endpoint_account_id FROM window_events) \
+         WHERE vpc_endpoint_id IS NOT NULL AND (vpc_endpoint_account_id IS NULL \
+           OR vpc_endpoint_account_id IN (SELECT account_id FROM trusted_accounts))",
+    ] {
+        run_sql(ctx, s).await?;
+    }
     Ok(())
+}
+
+/// Organizations trusted besides those of organization trails whose logs are in the lake
+/// (`--trusted-orgs`): a key policy narrowed to another organization is external.
+pub fn set_trusted_orgs(ctx: &SessionContext, orgs: &[String]) -> Result<(), DetectError> {
+    set_list(ctx, "configured_trusted_orgs", "org_id", orgs)
 }
 
 /// Keys known to encrypt the trail's logs (the template's `TrailKmsKeyArn`,
@@ -353,20 +356,12 @@ fn set_list(
     column: &str,
     values: &[String],
 ) -> Result<(), DetectError> {
-    let rows: Vec<String> = values
+    let values: Vec<String> = values
         .iter()
-        .map(|k| k.trim())
+        .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
-        .map(|k| format!("('{}')", k.replace('\'', "''")))
         .collect();
-    let sql = if rows.is_empty() {
-        format!("SELECT CAST(NULL AS VARCHAR) AS {column} WHERE false")
-    } else {
-        format!(
-            "SELECT column1 AS {column} FROM (VALUES {})",
-            rows.join(", ")
-        )
-    };
+    let sql = super::trust::values_view(column, &values);
     let setup = |e: datafusion::error::DataFusionError| DetectError::Setup(e.into());
     let plan = futures::executor::block_on(ctx.state().create_logical_plan(&sql)).map_err(setup)?;
     let _ = ctx.deregister_table(name);
@@ -384,6 +379,7 @@ fn default_lists(ctx: &SessionContext) -> Result<(), DetectError> {
         ("configured_trail_keys", "key"),
         ("configured_critical_keys", "key"),
         ("configured_abac_tag_keys", "tag_key"),
+        ("configured_trusted_orgs", "org_id"),
     ] {
         if !ctx.table_exist(name).unwrap_or(false) {
             set_list(ctx, name, column, &[])?;
@@ -401,13 +397,7 @@ async fn raise_critical(ctx: &SessionContext, alerts: &mut [Alert]) -> Result<()
     if ctx.table_exist("trail_keys").unwrap_or(false) {
         sql.push_str(" UNION SELECT key FROM trail_keys");
     }
-    let batches = run_sql(ctx, &sql).await?;
-    let mut keys: Vec<String> = Vec::new();
-    for b in &batches {
-        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| DetectError::Setup(e.into()))?;
-        keys.extend(c.as_string::<i32>().iter().flatten().map(str::to_owned));
-    }
+    let keys = super::trust::strings(ctx, &sql).await?;
     if keys.is_empty() {
         return Ok(());
     }

@@ -9,8 +9,9 @@
 //! * `window_events`: `kms_events` in the detection window `[since, until)`;
 //! * `history_events`: `kms_events` in the [`HISTORY_DAYS`] before `since` (what baselines
 //!   learn from);
-//! * `trusted_accounts(account_id)`: the accounts whose logs are in the lake, plus the
-//!   configured list.
+//! * `trusted_accounts(account_id)`, `trusted_orgs(org_id)`: the accounts and organizations
+//!   in the keys of the objects delivered, plus the configured ones ([`trust`]);
+//! * `known_vpc_endpoints(vpc_endpoint_id)`: endpoints the trusted accounts are seen using;
 //!
 //! and return one row per alert with the columns `principal, key_arn, account_id,
 //! aws_region, first_seen, last_seen, count, source_ips, event_ids, summary`, optionally
@@ -27,6 +28,7 @@ mod engine;
 pub mod ocsf;
 mod rules;
 pub mod sinks;
+pub mod trust;
 
 pub use engine::*;
 pub use rules::*;

@@ -54,6 +54,13 @@ pub struct RuleTest {
     pub records: Vec<serde_json::Value>,
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// The account whose CloudTrail prefix the records are delivered under
+    /// (`AWSLogs/<account>/...`). Default: each record under its own `recipientAccountId`.
+    #[serde(default)]
+    pub delivered_account: Option<String>,
+    /// An organization trail's id (`AWSLogs/<org>/<account>/...`).
+    #[serde(default)]
+    pub delivered_org: Option<String>,
 }
 
 /// A rule's metadata (the YAML file).

@@ -8,8 +8,9 @@
 //! * `period_events`: `kms_events` in `[since, until)` (partition-pruned by date);
 //! * `lake_events`: every event before `until` (for state reconstructed from history);
 //! * `report_period(since, until, since_micros, until_micros)`: one row;
-//! * `trusted_accounts(account_id)`: accounts whose logs are in the lake plus the ones
-//!   given.
+//! * `trusted_accounts(account_id)`, `trusted_orgs(org_id)`: the accounts and organizations
+//!   in the keys of the logs delivered in the period, plus the ones given
+//!   ([`crate::detect::trust`]).
 //!
 //! [`write_report`] writes `report.json`, one CSV per section, and `report.html`: one
 //! self-contained file (inline CSS and SVG, no scripts, no external resources) that prints.
@@ -156,6 +157,8 @@ pub struct ReportOptions {
     /// Period end, exclusive; default just after the lake's last event (now if empty).
     pub until: Option<i64>,
     pub trusted_accounts: Vec<String>,
+    /// Organizations trusted besides those of organization trails in the lake.
+    pub trusted_orgs: Vec<String>,
     /// Also include the alerts of these rules over the period.
     pub rules: Vec<Rule>,
     /// CloudTrail's public keys: the integrity section then checks digest signatures
@@ -203,11 +206,6 @@ pub async fn build_report(
     );
     let first_day = crate::time::format_day(since.div_euclid(DAY_MICROS));
     let last_day = crate::time::format_day((until - 1).div_euclid(DAY_MICROS));
-    let mut trusted =
-        String::from("SELECT DISTINCT account_id FROM kms_events WHERE account_id IS NOT NULL");
-    for a in &opts.trusted_accounts {
-        let _ = write!(trusted, " UNION SELECT {}", quote(a));
-    }
     for sql in [
         format!(
             "CREATE OR REPLACE VIEW report_period AS SELECT TIMESTAMP {} AS since, TIMESTAMP {} AS until, \
@@ -230,10 +228,19 @@ pub async fn build_report(
             quote(&last_day),
             quote(&until_x)
         ),
-        format!("CREATE OR REPLACE VIEW trusted_accounts AS SELECT account_id FROM ({trusted})"),
     ] {
         run_sql(ctx, &sql).await?;
     }
+    crate::detect::set_trusted_orgs(ctx, &opts.trusted_orgs)?;
+    let trusted = crate::detect::trust::resolve(
+        ctx,
+        &first_day,
+        &last_day,
+        &opts.trusted_accounts,
+        &opts.trusted_orgs,
+    )
+    .await?;
+    crate::detect::trust::register(ctx, &trusted).await?;
     let events_in_period = scalar_i64(ctx, "SELECT count(*) FROM period_events")
         .await?
         .unwrap_or(0);

@@ -12,6 +12,10 @@
 //!   `arn:...:root`, a user/role ARN), and those a wildcard is narrowed to by
 //!   `kms:CallerAccount`, `aws:PrincipalAccount`, `aws:PrincipalArn`, ... or a `Deny`
 //!   fence, so callers can compare with their trusted set;
+//! * [`FindingKind::OrgPrincipal`] / [`FindingKind::EndpointPrincipal`]: a wildcard
+//!   narrowed to organizations (`aws:PrincipalOrgID`, org paths) or only to VPC endpoints
+//!   (`aws:SourceVpce`), named by value, to compare with the trusted organizations and the
+//!   endpoints seen in use;
 //! * [`FindingKind::NotPrincipalAllow`]: `NotPrincipal` with `Allow` (grants everyone else);
 //! * [`FindingKind::AdminWithoutMfa`]: key administration actions (patterns such as
 //!   `kms:*`, `kms:Put*` expanded over them, or a `NotAction` that leaves one out) granted to
@@ -35,6 +39,12 @@ pub enum FindingKind {
     /// An account (its root, or the bare id) may change the policy: its IAM can always
     /// recover the key. A policy without one for the key's own account risks lockout.
     RootAccess,
+    /// A wildcard principal narrowed to an organization (`aws:PrincipalOrgID`, org paths):
+    /// the value is the organization id, for callers to compare with their trusted ones.
+    OrgPrincipal,
+    /// A wildcard principal narrowed only to a VPC endpoint (`aws:SourceVpce`): whoever
+    /// owns that endpoint. The value is the endpoint id.
+    EndpointPrincipal,
 }
 
 impl FindingKind {
@@ -46,6 +56,8 @@ impl FindingKind {
             FindingKind::AdminWithoutMfa => "admin_without_mfa",
             FindingKind::Unparseable => "unparseable",
             FindingKind::RootAccess => "root_access",
+            FindingKind::OrgPrincipal => "org_principal",
+            FindingKind::EndpointPrincipal => "endpoint_principal",
         }
     }
 }
@@ -69,13 +81,16 @@ const ACCOUNT_KEYS: &[&str] = &[
 ];
 /// Condition keys whose values are ARNs of the caller or its source.
 const ARN_KEYS: &[&str] = &["aws:principalarn", "aws:sourcearn"];
-/// Condition keys that restrict the caller to an organization, a network or an identity.
-const OTHER_RESTRICTING_KEYS: &[&str] = &[
+/// Condition keys whose values are organization ids or paths (`o-.../r-.../ou-...`).
+const ORG_KEYS: &[&str] = &[
     "aws:principalorgid",
     "aws:principalorgpaths",
     "aws:sourceorgid",
     "aws:sourceorgpaths",
-    "aws:sourcevpce",
+];
+/// Condition keys that restrict the caller to a network or an identity (the endpoint,
+/// `aws:SourceVpce`, is judged by its value).
+const OTHER_RESTRICTING_KEYS: &[&str] = &[
     "aws:sourcevpc",
     "aws:sourceip",
     "aws:vpcsourceip",
@@ -160,46 +175,125 @@ fn conditions(condition: Option<&Value>) -> Vec<Cond> {
     out
 }
 
-/// Who a wildcard principal is narrowed to by conditions: `None` when nobody in
-/// particular (public), else the accounts named (empty when narrowed another way: an
-/// organization, a network, an identity).
-fn narrowed(conds: &[Cond]) -> Option<Vec<String>> {
-    let mut accounts = Vec::new();
-    let mut other = false;
-    let wild = |v: &str| v == "*" || v.is_empty();
+/// Who a wildcard principal is narrowed to, by an Allow's conditions or a Deny fence. The
+/// constraints are ANDed, so the most specific one says who can call: accounts, then
+/// organizations, then VPC endpoints; `other` is a restriction by network or identity
+/// that names none of them.
+#[derive(Debug, Default, Clone)]
+struct Narrowed {
+    accounts: Vec<String>,
+    orgs: Vec<String>,
+    endpoints: Vec<String>,
+    other: bool,
+}
+
+impl Narrowed {
+    /// Both constraints at once: a set named by both is their intersection (an empty one
+    /// lets nobody in, a restriction of its own).
+    fn and(mut self, other: Narrowed) -> Narrowed {
+        fn meet(a: Vec<String>, b: Vec<String>, none_left: &mut bool) -> Vec<String> {
+            match (a.is_empty(), b.is_empty()) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => {
+                    let both: Vec<String> = a.into_iter().filter(|x| b.contains(x)).collect();
+                    *none_left |= both.is_empty();
+                    both
+                }
+            }
+        }
+        let mut none = self.other || other.other;
+        self.accounts = meet(self.accounts, other.accounts, &mut none);
+        self.orgs = meet(self.orgs, other.orgs, &mut none);
+        self.endpoints = meet(self.endpoints, other.endpoints, &mut none);
+        self.other = none;
+        self
+    }
+
+    /// The findings for a wildcard principal so narrowed (public when open).
+    fn findings(mut self) -> Vec<(FindingKind, String)> {
+        let (kind, mut values) = if !self.accounts.is_empty() {
+            (
+                FindingKind::AccountPrincipal,
+                std::mem::take(&mut self.accounts),
+            )
+        } else if !self.orgs.is_empty() {
+            (FindingKind::OrgPrincipal, std::mem::take(&mut self.orgs))
+        } else if !self.endpoints.is_empty() {
+            (
+                FindingKind::EndpointPrincipal,
+                std::mem::take(&mut self.endpoints),
+            )
+        } else if self.other {
+            return Vec::new();
+        } else {
+            return vec![(FindingKind::PublicPrincipal, "*".to_owned())];
+        };
+        values.sort();
+        values.dedup();
+        values.into_iter().map(|v| (kind, v)).collect()
+    }
+}
+
+/// The organization of an organization id or path (`o-abc/r-ab12/ou-.../`), unless
+/// a wildcard leaves it open.
+fn org_of(v: &str) -> Option<String> {
+    let first = v.split('/').next()?;
+    (first.starts_with("o-") && !first.contains(['*', '?'])).then(|| first.to_owned())
+}
+
+/// What one condition narrows a wildcard principal to, read from its values; `None` when
+/// it narrows nothing (an unknown key, a wildcard value).
+fn narrowing(c: &Cond) -> Option<Narrowed> {
+    let wild = |v: &str| v.is_empty() || v.contains(['*', '?']);
+    let mut n = Narrowed::default();
+    let key = c.key.as_str();
+    if c.values.is_empty() {
+        return None;
+    }
+    if ACCOUNT_KEYS.contains(&key) {
+        if c.values.iter().any(|v| wild(v)) {
+            return None;
+        }
+        n.accounts = c.values.clone();
+    } else if ARN_KEYS.contains(&key) {
+        let accts: Option<Vec<&str>> = c.values.iter().map(|v| principal_account(v)).collect();
+        n.accounts = accts?.into_iter().map(str::to_owned).collect();
+    } else if ORG_KEYS.contains(&key) {
+        n.orgs = c.values.iter().map(|v| org_of(v)).collect::<Option<_>>()?;
+    } else if key == "aws:sourcevpce" {
+        if c.values.iter().any(|v| wild(v)) {
+            return None;
+        }
+        n.endpoints = c.values.clone();
+    } else if OTHER_RESTRICTING_KEYS.contains(&key) {
+        if c.values.iter().any(|v| v == "*" || v.is_empty()) {
+            return None;
+        }
+        n.other = true;
+    } else {
+        return None;
+    }
+    Some(n)
+}
+
+/// Who a wildcard principal is narrowed to by an Allow statement's conditions.
+fn narrowed(conds: &[Cond]) -> Narrowed {
+    let mut out = Narrowed::default();
     for c in conds.iter().filter(|c| c.positive() && c.binding()) {
-        if ACCOUNT_KEYS.contains(&c.key.as_str()) {
-            if c.values.iter().any(|v| wild(v) || v.contains('*')) {
-                continue;
-            }
-            accounts.extend(c.values.iter().cloned());
-        } else if ARN_KEYS.contains(&c.key.as_str()) {
-            let accts: Vec<Option<&str>> = c.values.iter().map(|v| principal_account(v)).collect();
-            if accts.iter().any(Option::is_none) {
-                continue;
-            }
-            accounts.extend(accts.into_iter().flatten().map(str::to_owned));
-        } else if OTHER_RESTRICTING_KEYS.contains(&c.key.as_str()) {
-            if c.values.iter().any(|v| wild(v)) {
-                continue;
-            }
-            other = true;
+        if let Some(n) = narrowing(c) {
+            out = out.and(n);
         }
     }
     // `{"Null": {"aws:SourceVpce": "false"}}`: only calls through an endpoint.
     if conds.iter().any(|c| {
         c.op == "null"
-            && OTHER_RESTRICTING_KEYS.contains(&c.key.as_str())
+            && (OTHER_RESTRICTING_KEYS.contains(&c.key.as_str()) || c.key == "aws:sourcevpce")
             && c.values.iter().all(|v| v.eq_ignore_ascii_case("false"))
     }) {
-        other = true;
+        out.other = true;
     }
-    if accounts.is_empty() && !other {
-        return None;
-    }
-    accounts.sort();
-    accounts.dedup();
-    Some(accounts)
+    out
 }
 
 /// Whether an IAM action pattern (`kms:Put*`, `kms:*Key*`, `*`) matches an action.
@@ -217,18 +311,25 @@ fn action_matches(pattern: &str, action: &str) -> bool {
 }
 
 /// Whether a statement allows some key administration: `Action` patterns matching an
-/// administrative action, or a `NotAction` that leaves one out.
-fn grants_admin(st: &Value) -> bool {
+/// administrative action, or a `NotAction` that leaves one out. `CreateGrant` bound to
+/// `kms:GrantIsForAWSResource` (the console's default for key users: services attaching
+/// the key to a volume or a database) is use, not administration.
+fn grants_admin(st: &Value, conds: &[Cond]) -> bool {
+    let for_aws_resources = conds.iter().any(|c| {
+        c.key == "kms:grantisforawsresource"
+            && c.op == "bool"
+            && !c.if_exists
+            && c.values.iter().all(|v| v.eq_ignore_ascii_case("true"))
+    });
+    let mut admin = ADMIN_ACTIONS
+        .iter()
+        .filter(|a| !(for_aws_resources && **a == "kms:creategrant"));
     if let Some(not) = st.get("NotAction") {
         let excluded = strings(Some(not));
-        return ADMIN_ACTIONS
-            .iter()
-            .any(|a| !excluded.iter().any(|p| action_matches(p, a)));
+        return admin.any(|a| !excluded.iter().any(|p| action_matches(p, a)));
     }
     let actions = strings(st.get("Action"));
-    ADMIN_ACTIONS
-        .iter()
-        .any(|a| actions.iter().any(|p| action_matches(p, a)))
+    admin.any(|a| actions.iter().any(|p| action_matches(p, a)))
 }
 
 /// Whether the conditions require MFA: `Bool aws:MultiFactorAuthPresent "true"` or an
@@ -243,22 +344,34 @@ fn requires_mfa(conds: &[Cond]) -> bool {
     })
 }
 
-/// Accounts a `Deny` statement leaves as the only possible callers: `Principal "*"`
-/// denied unless the caller's account is one of them (`StringNotEquals kms:CallerAccount`).
-fn deny_all_but(st: &Value) -> Option<Vec<String>> {
+/// Who a `Deny` statement leaves as the only possible callers: `Principal "*"` denied
+/// unless the caller's account, organization or endpoint is one of a list
+/// (`StringNotEquals kms:CallerAccount`, `aws:PrincipalOrgID`, `aws:SourceVpce`).
+fn deny_all_but(st: &Value) -> Option<Narrowed> {
     if !aws_principals(st.get("Principal")).iter().any(|p| p == "*") {
         return None;
     }
-    let conds = conditions(st.get("Condition"));
-    let mut accounts = Vec::new();
-    for c in conds.iter().filter(|c| c.negated() && !c.if_exists) {
-        if ACCOUNT_KEYS.contains(&c.key.as_str()) {
-            accounts.extend(c.values.iter().cloned());
-        } else if c.key == "aws:principalorgid" {
-            return Some(Vec::new());
+    let mut out: Option<Narrowed> = None;
+    for c in conditions(st.get("Condition"))
+        .iter()
+        .filter(|c| c.negated() && !c.if_exists)
+    {
+        if let Some(n) = narrowing(c) {
+            out = Some(match out {
+                // Any one condition failing denies: the fence is the union of what each
+                // lets through, so take the broadest reading of each kind.
+                Some(mut o) => {
+                    o.accounts.extend(n.accounts);
+                    o.orgs.extend(n.orgs);
+                    o.endpoints.extend(n.endpoints);
+                    o.other |= n.other;
+                    o
+                }
+                None => n,
+            });
         }
     }
-    (!accounts.is_empty()).then_some(accounts)
+    out
 }
 
 /// Analyses a policy document. Invalid JSON is an error ([`analyze_or_finding`] makes it a
@@ -277,10 +390,10 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
             .is_some_and(|x| x.eq_ignore_ascii_case(e))
     };
     // Deny statements subtract: "deny everyone not in these accounts" narrows every Allow.
-    let mut fence: Option<Vec<String>> = None;
+    let mut fence = Narrowed::default();
     for st in statements.iter().filter(|st| effect(st, "deny")) {
-        if let Some(accts) = deny_all_but(st) {
-            fence.get_or_insert_with(Vec::new).extend(accts);
+        if let Some(n) = deny_all_but(st) {
+            fence = fence.and(n);
         }
     }
     for st in statements.iter().filter(|st| effect(st, "allow")) {
@@ -300,18 +413,25 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
             .filter_map(|p| principal_account(p))
             .map(str::to_owned)
             .collect();
+        let mut wildcard = Vec::new();
         if principals.iter().any(|p| p == "*") {
-            match (narrowed(&conds), &fence) {
-                (Some(named), _) => accounts.extend(named),
-                (None, Some(fenced)) => accounts.extend(fenced.iter().cloned()),
-                (None, None) => out.push(finding(FindingKind::PublicPrincipal, "*")),
+            for (kind, v) in narrowed(&conds).and(fence.clone()).findings() {
+                match kind {
+                    FindingKind::AccountPrincipal => accounts.push(v),
+                    _ => wildcard.push(finding(kind, &v)),
+                }
             }
         }
         accounts.sort();
         accounts.dedup();
+        let (public, narrowed_to): (Vec<Finding>, Vec<Finding>) = wildcard
+            .into_iter()
+            .partition(|f| f.kind == FindingKind::PublicPrincipal);
+        out.extend(public);
         for a in &accounts {
             out.push(finding(FindingKind::AccountPrincipal, a));
         }
+        out.extend(narrowed_to);
         let may_change_policy = match st.get("NotAction") {
             Some(not) => !strings(Some(not))
                 .iter()
@@ -334,7 +454,7 @@ pub fn analyze(policy: &str) -> Result<Vec<Finding>, serde_json::Error> {
                 }
             }
         }
-        if grants_admin(st) && !requires_mfa(&conds) {
+        if grants_admin(st, &conds) && !requires_mfa(&conds) {
             for p in principals.iter().filter(|p| is_identity(p)) {
                 out.push(finding(FindingKind::AdminWithoutMfa, p));
             }
@@ -471,7 +591,7 @@ mod tests {
             vec![("account_principal", "111122223333".into())]
         );
         let org = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc"}}}]}"#;
-        assert!(kinds(org).is_empty());
+        assert_eq!(kinds(org), vec![("org_principal", "o-abc".into())]);
         // A condition that does not restrict the caller does not help.
         let weak = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#;
         assert_eq!(kinds(weak), vec![("public_principal", "*".into())]);
@@ -509,9 +629,37 @@ mod tests {
             vec![("account_principal", "210987654321".into())]
         );
         assert!(with(r#"{"Null":{"aws:SourceVpce":"false"}}"#).is_empty());
-        assert!(
-            with(r#"{"ForAnyValue:StringEquals":{"aws:PrincipalOrgID":["o-abc"]}}"#).is_empty()
+        assert_eq!(
+            with(r#"{"ForAnyValue:StringEquals":{"aws:PrincipalOrgID":["o-abc"]}}"#),
+            vec![("org_principal", "o-abc".into())]
         );
+        assert_eq!(
+            with(
+                r#"{"ForAnyValue:StringLike":{"aws:PrincipalOrgPaths":["o-abc/r-ab12/ou-ab12-1111/*"]}}"#
+            ),
+            vec![("org_principal", "o-abc".into())]
+        );
+        assert_eq!(
+            with(r#"{"StringEquals":{"aws:SourceVpce":["vpce-1a2b","vpce-3c4d"]}}"#),
+            vec![
+                ("endpoint_principal", "vpce-1a2b".into()),
+                ("endpoint_principal", "vpce-3c4d".into())
+            ]
+        );
+        // The most specific constraint says who: an account within an organization.
+        assert_eq!(
+            with(
+                r#"{"StringEquals":{"aws:PrincipalOrgID":"o-abc","kms:CallerAccount":"111122223333","aws:SourceVpce":"vpce-1a2b"}}"#
+            ),
+            vec![("account_principal", "111122223333".into())]
+        );
+        for open in [
+            r#"{"StringLike":{"aws:PrincipalOrgID":"o-*"}}"#,
+            r#"{"StringLike":{"aws:SourceVpce":"vpce-*"}}"#,
+            r#"{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc"}}"#,
+        ] {
+            assert_eq!(with(open), vec![("public_principal", "*".into())], "{open}");
+        }
     }
 
     #[test]
@@ -527,6 +675,18 @@ mod tests {
                 ("account_principal", "444455556666".into())
             ]
         );
+        // An organization fence, and an Allow narrowed within the fence.
+        let org = r#"{"Statement":[
+            {"Effect":"Allow","Principal":"*","Action":"kms:Decrypt"},
+            {"Effect":"Deny","Principal":"*","Action":"kms:*","Condition":{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc"}}}
+        ]}"#;
+        assert_eq!(kinds(org), vec![("org_principal", "o-abc".into())]);
+        // Allowed to an account the fence keeps out: nobody gets in.
+        let shut = r#"{"Statement":[
+            {"Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Condition":{"StringEquals":{"kms:CallerAccount":"999988887777"}}},
+            {"Effect":"Deny","Principal":"*","Action":"kms:*","Condition":{"StringNotEquals":{"kms:CallerAccount":"111122223333"}}}
+        ]}"#;
+        assert!(kinds(shut).is_empty());
     }
 
     #[test]
