@@ -30,6 +30,8 @@ use flate2::write::GzEncoder;
 
 use kms_audit::time::{DAY_MICROS, civil_from_days, format_micros};
 
+mod evasions;
+
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
@@ -46,6 +48,9 @@ pub struct GenConfig {
     pub noise_per_kms: f64,
     /// Plant the incidents listed in [`Incident`].
     pub incidents: bool,
+    /// Also plant the evasion suite: incidents shaped to slip past naive rules, each with
+    /// a properly restricted look-alike (needs 60 hours).
+    pub evasions: bool,
     /// Also write digest and Insights files (which ingest must skip).
     pub digests: bool,
     /// Organization trail layout (`AWSLogs/o-.../<account>/...`).
@@ -69,6 +74,7 @@ impl Default for GenConfig {
             kms_per_hour: 120,
             noise_per_kms: 1.5,
             incidents: true,
+            evasions: false,
             digests: true,
             organization: Some("o-a1b2c3d4e5".into()),
             prefix: None,
@@ -87,7 +93,12 @@ pub struct Incident {
     pub account_id: String,
     pub principal: String,
     pub key_arn: Option<String>,
+    /// The events that must alert (for a look-alike: none).
     pub event_ids: Vec<String>,
+    /// Events that belong to it but need not alert (a look-alike's events, which must not;
+    /// the key created before an alias is moved to it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub context_ids: Vec<String>,
 }
 
 /// What was generated.
@@ -104,6 +115,10 @@ pub struct Manifest {
     /// Raw (decompressed) JSON bytes written to log files.
     pub raw_bytes: u64,
     pub incidents: Vec<Incident>,
+    /// Look-alikes of the evasions: shapes that must not alert.
+    pub lookalikes: Vec<Incident>,
+    /// Tag keys the evasion suite treats as ABAC tags (to configure as such).
+    pub abac_tag_keys: Vec<String>,
     /// Accounts whose logs are in the tree (the trusted set).
     pub accounts: Vec<String>,
     /// The account used by the planted outsider.
@@ -328,6 +343,11 @@ struct Rec {
     read_only: bool,
     event_type: &'static str,
     vpce: Option<String>,
+    /// `vpcEndpointAccountId`: the endpoint's owner.
+    vpce_account: Option<String>,
+    /// The account whose log this record is delivered in, when not its recipient (a
+    /// forged record).
+    delivered_under: Option<String>,
     error: Option<(&'static str, String)>,
     event_id: String,
     version: &'static str,
@@ -483,6 +503,9 @@ impl Rec {
         if let Some(v) = &self.vpce {
             let _ = write!(out, ",\"vpcEndpointId\":\"{v}\"");
         }
+        if let Some(a) = &self.vpce_account {
+            let _ = write!(out, ",\"vpcEndpointAccountId\":\"{a}\"");
+        }
         let _ = write!(
             out,
             ",\"eventCategory\":\"{}\"",
@@ -562,6 +585,8 @@ impl<'a> Hour<'a> {
             read_only: true,
             event_type: "AwsApiCall",
             vpce: None,
+            vpce_account: None,
+            delivered_under: None,
             error: None,
             event_id: self.rng.uuid(),
             version: "1.09",
@@ -974,6 +999,8 @@ fn plant_incidents(
         read_only: false,
         event_type: "AwsApiCall",
         vpce: None,
+        vpce_account: None,
+        delivered_under: None,
         error: None,
         event_id: rng.uuid(),
         version: "1.10",
@@ -998,6 +1025,7 @@ fn plant_incidents(
             principal,
             key_arn: key.map(|k| k.arn.clone()),
             event_ids: recs.iter().map(|r| r.event_id.clone()).collect(),
+            context_ids: Vec::new(),
         });
         out.extend(recs);
     };
@@ -1468,6 +1496,19 @@ pub fn generate_tree_with_progress(
     if cfg.incidents {
         manifest.incidents = plant_incidents(&mut rng, &sites, t0, cfg.hours, &mut planted);
     }
+    if cfg.evasions {
+        let e = evasions::plant(
+            &mut rng,
+            &sites,
+            t0,
+            cfg.hours,
+            cfg.organization.as_deref(),
+            &mut planted,
+        );
+        manifest.incidents.extend(e.incidents);
+        manifest.lookalikes = e.lookalikes;
+        manifest.abac_tag_keys = e.abac_tag_keys;
+    }
     let files_per_hour = cfg.files_per_hour.max(1);
     let slot = 3_600_000_000 / i64::from(files_per_hour);
     // Each account-region's digest chain: its last digest's key and SHA-256.
@@ -1479,7 +1520,7 @@ pub fn generate_tree_with_progress(
             // Planted records are delivered with the site's hour they fall in.
             let (mine, rest): (Vec<Rec>, Vec<Rec>) =
                 std::mem::take(&mut planted).into_iter().partition(|r| {
-                    r.recipient == site.account
+                    r.delivered_under.as_deref().unwrap_or(&r.recipient) == site.account
                         && r.region == site.region
                         && r.time >= start
                         && r.time < start + 3_600_000_000

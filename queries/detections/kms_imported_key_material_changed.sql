@@ -7,5 +7,10 @@ SELECT principal, key_arn, account_id, aws_region,
        CASE WHEN event_name = 'DeleteImportedKeyMaterial' THEN 'high' ELSE 'medium' END AS severity,
        event_name AS dedup_on
 FROM window_events
-WHERE event_name IN ('ImportKeyMaterial', 'DeleteImportedKeyMaterial') AND error_code IS NULL
+WHERE error_code IS NULL
+  AND (event_name = 'DeleteImportedKeyMaterial'
+       -- Importing the key's own material again (after a deletion or an expiry) is upkeep;
+       -- new material changes what protects new data. Expiring material has its own rule.
+       OR (event_name = 'ImportKeyMaterial'
+           AND json_get(request_parameters, 'importType') = 'NEW_KEY_MATERIAL'))
 GROUP BY principal, key_arn, account_id, aws_region, event_name

@@ -31,6 +31,11 @@ pub struct Args {
     /// Do not plant incidents
     #[arg(long)]
     no_incidents: bool,
+    /// Also plant the evasion suite (incidents shaped to slip past naive rules, each with
+    /// a look-alike that must stay quiet; needs --hours 60 or more). Its ABAC tag key is
+    /// Project: pass --abac-tag-keys Project to detect
+    #[arg(long)]
+    evasions: bool,
     /// Write no digest or Insights files (only logs)
     #[arg(long)]
     no_digests: bool,
@@ -48,6 +53,7 @@ pub fn run(args: Args) -> Result<i32> {
         kms_per_hour: args.kms_per_hour,
         noise_per_kms: args.noise,
         incidents: !args.no_incidents,
+        evasions: args.evasions,
         digests: !args.no_digests,
         ..GenConfig::default()
     };
