@@ -203,6 +203,14 @@ fn check_rule(rule: &Rule) -> Vec<String> {
             ));
         }
         for a in &alerts {
+            if let Some(want) = test.severity
+                && a.severity != want
+            {
+                failures.push(format!(
+                    "{} / {}: severity {:?}, expected {want:?}",
+                    rule.meta.id, test.name, a.severity
+                ));
+            }
             if a.rule_id != rule.meta.id || a.summary.is_empty() || a.dedup_key.is_empty() {
                 failures.push(format!(
                     "{} / {}: malformed alert {a:?}",

@@ -61,6 +61,9 @@ pub struct RuleTest {
     /// An organization trail's id (`AWSLogs/<org>/<account>/...`).
     #[serde(default)]
     pub delivered_org: Option<String>,
+    /// The severity every alert of the case must have.
+    #[serde(default)]
+    pub severity: Option<Severity>,
 }
 
 /// A rule's metadata (the YAML file).
