@@ -5,6 +5,8 @@
 //! reports, on ONE core:
 //!
 //! * decompression only (gunzip to nothing), MB/s of decompressed JSON;
+//! * decompression and the SHA-256 of the decompressed bytes (what ingest must do before
+//!   parsing: CloudTrail's digests list that hash), the floor under end to end;
 //! * parse + extract (split records, skip non-KMS, parse KMS, fill Arrow batches) on bytes
 //!   already decompressed in memory, MB/s, and the time of each of those stages;
 //! * end to end (gunzip → records → Parquet files in a lake), MB/s and records/s, and its
@@ -435,6 +437,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let mut t_dec = Timing::worst();
+    let mut t_hash = Timing::worst();
     let mut t_gzip: Option<f64> = None;
     let mut t_e2e = Timing::worst();
     let (mut raw_bytes, mut e2e_kms, mut e2e_raw) = (0, 0, 0);
@@ -453,6 +456,31 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         });
         raw_bytes = raw?;
         t_dec = t_dec.best(t);
+
+        // 1b. Decompression and the SHA-256 of the decompressed bytes: what ingest does
+        //     before parsing anything, because CloudTrail digests list that hash and the
+        //     integrity check compares the lake's with it. The floor under end to end.
+        let (hashed, t) = timed(|| -> io::Result<u64> {
+            use sha2::Digest;
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            for f in &files {
+                let mut d = MultiGzDecoder::new(io::BufReader::new(fs::File::open(f)?));
+                let mut h = sha2::Sha256::new();
+                loop {
+                    let n = d.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    total += n as u64;
+                }
+                std::hint::black_box(h.finalize());
+            }
+            Ok(total)
+        });
+        assert_eq!(hashed?, raw_bytes);
+        t_hash = t_hash.best(t);
 
         // gzip -dc, for reference (file names go through xargs: one argument is capped at
         // 128 KB).
@@ -527,6 +555,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     row("decompression only (flate2/zlib-rs)", t_dec.wall);
+    row("decompression + SHA-256 (the integrity floor)", t_hash.wall);
     if let Some(g) = t_gzip {
         row("`gzip -dc` (reference)", g);
     }

@@ -401,7 +401,14 @@ fn lake_properties(compression: Compression) -> WriterPropertiesBuilder {
 /// Bytes of encoded-but-unwritten row groups one object may buffer across its day files.
 pub(crate) const WRITER_MEMORY_BUDGET: usize = 16 * 1024 * 1024;
 /// Day files of one object that may hold an open row group at once.
-pub(crate) const MAX_BUFFERING_DAY_FILES: usize = 4;
+pub(crate) const MAX_BUFFERING_DAY_FILES: usize = 2;
+/// Day files a writer keeps open; the least recently written beyond it is finished (a
+/// later row of its day starts another file). An open Parquet writer holds its encoders
+/// and row-group metadata until closed: a 1 GB export spanning 90 days peaked at 80 MB
+/// RSS with every day open and 4 buffering, 65 MB with 8 open and 2 buffering, 60 MB with
+/// 4 and 2 (`KMS_AUDIT_BENCH_ONLY=large scripts/bench`). Objects of a few days, as
+/// CloudTrail delivers them, never reach the cap.
+pub(crate) const MAX_OPEN_DAY_FILES: usize = 4;
 
 /// A file being written for one day.
 struct DayFile {
@@ -422,6 +429,10 @@ pub(crate) struct DayWriters<'l> {
     lake: &'l dyn LakeStore,
     name: String,
     files: Vec<DayFile>,
+    /// Files finished early to bound the open ones ([`MAX_OPEN_DAY_FILES`]).
+    closed: Vec<StagedFile>,
+    /// Files created so far (their staging names are unique).
+    created: usize,
     writes: u64,
 }
 
@@ -467,12 +478,31 @@ impl StagedFile {
     }
 }
 
+/// Closes a day file's writer; on failure the file is deleted.
+fn close_day_file(f: DayFile) -> Result<StagedFile, LakeError> {
+    let path = f.staged.display().to_string();
+    match f.writer.close() {
+        Ok(_) => Ok(StagedFile {
+            day: f.day,
+            path: f.staged,
+            rows: f.rows,
+            time_range: f.time_range,
+        }),
+        Err(source) => {
+            let _ = fs::remove_file(&f.staged);
+            Err(LakeError::Parquet { path, source })
+        }
+    }
+}
+
 impl<'l> DayWriters<'l> {
     pub fn new(lake: &'l dyn LakeStore, name: &str) -> Self {
         DayWriters {
             lake,
             name: name.to_owned(),
             files: Vec::new(),
+            closed: Vec::new(),
+            created: 0,
             writes: 0,
         }
     }
@@ -506,7 +536,12 @@ impl<'l> DayWriters<'l> {
         let idx = match self.files.iter().position(|f| f.day == day) {
             Some(i) => i,
             None => {
-                let staged = staging_path(self.lake, &format!("{}.{day}", self.name));
+                if self.files.len() >= MAX_OPEN_DAY_FILES {
+                    self.close_least_recent()?;
+                }
+                self.created += 1;
+                let staged =
+                    staging_path(self.lake, &format!("{}.{day}.{}", self.name, self.created));
                 let file =
                     File::create(&staged).map_err(|e| LakeError::io("creating", &staged, e))?;
                 // Batches have the lake schema (the builder's), which the options name.
@@ -583,6 +618,17 @@ impl<'l> DayWriters<'l> {
         Ok(())
     }
 
+    /// Finishes the least recently written open file.
+    fn close_least_recent(&mut self) -> Result<(), LakeError> {
+        let Some(i) = (0..self.files.len()).min_by_key(|&i| self.files[i].last_write) else {
+            return Ok(());
+        };
+        let f = self.files.swap_remove(i);
+        let staged = close_day_file(f)?;
+        self.closed.push(staged);
+        Ok(())
+    }
+
     fn flush_file(&mut self, i: usize) -> Result<(), LakeError> {
         let f = &mut self.files[i];
         f.writer.flush().map_err(|source| LakeError::Parquet {
@@ -594,20 +640,13 @@ impl<'l> DayWriters<'l> {
     /// Finishes every file. On failure none is kept.
     pub fn finish(mut self) -> Result<Vec<StagedFile>, LakeError> {
         let files = std::mem::take(&mut self.files);
-        let mut finished = Vec::with_capacity(files.len());
+        let mut finished = std::mem::take(&mut self.closed);
         let mut failure = None;
         for f in files {
-            let path = f.staged.display().to_string();
-            match f.writer.close() {
-                Ok(_) => finished.push(StagedFile {
-                    day: f.day,
-                    path: f.staged,
-                    rows: f.rows,
-                    time_range: f.time_range,
-                }),
-                Err(source) => {
-                    let _ = fs::remove_file(&f.staged);
-                    failure.get_or_insert(LakeError::Parquet { path, source });
+            match close_day_file(f) {
+                Ok(staged) => finished.push(staged),
+                Err(e) => {
+                    failure.get_or_insert(e);
                 }
             }
         }
@@ -625,6 +664,7 @@ impl Drop for DayWriters<'_> {
             drop(f.writer);
             let _ = fs::remove_file(&f.staged);
         }
+        self.closed.drain(..).for_each(StagedFile::discard);
     }
 }
 
@@ -660,6 +700,61 @@ mod tests {
         // Pinned: changing the hash would duplicate every lake on re-ingest.
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    /// Rows of many days, in day order (an export) and interleaved (a backfill): no more
+    /// than [`MAX_OPEN_DAY_FILES`] writers stay open, every row lands in a file of its own
+    /// day exactly once, and days in order get one file each.
+    #[test]
+    fn day_writers_bound_their_open_files_and_keep_every_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = LocalLake::open(dir.path()).expect("lake");
+        let day_micros = 86_400_000_000i64;
+        let batch_of = |days: &[i64]| {
+            let mut b = crate::ingest::batch::EventBatchBuilder::with_capacity(days.len());
+            for (i, d) in days.iter().enumerate() {
+                b.append(&crate::ingest::record::KmsEvent {
+                    event_id: format!("e{d}-{i}").into(),
+                    event_name: "Decrypt".into(),
+                    event_time: 20_000 * day_micros + d * day_micros + i as i64,
+                    source_object: "x",
+                    ..Default::default()
+                });
+            }
+            let days = b.days().to_vec();
+            (b.finish().expect("batch"), days)
+        };
+        // 12 days in order, then 3 batches each touching the same 12 days.
+        let mut w = DayWriters::new(&lake, "x");
+        for d in 0..12 {
+            let (batch, days) = batch_of(&[d, d, d]);
+            w.write(&batch, &days).expect("write");
+            assert!(w.files.len() <= MAX_OPEN_DAY_FILES);
+        }
+        let in_order = w.finish().expect("finish");
+        assert_eq!(in_order.len(), 12, "one file per day");
+        let mut w = DayWriters::new(&lake, "y");
+        for _ in 0..3 {
+            let days: Vec<i64> = (0..12).collect();
+            let (batch, days) = batch_of(&days);
+            w.write(&batch, &days).expect("write");
+            assert!(w.files.len() <= MAX_OPEN_DAY_FILES);
+        }
+        let interleaved = w.finish().expect("finish");
+        for (files, rows) in [(&in_order, 36), (&interleaved, 36)] {
+            assert_eq!(files.iter().map(|f| f.rows).sum::<usize>(), rows);
+            for f in files {
+                let (lo, hi) = f.time_range.expect("range");
+                assert_eq!(lo.div_euclid(day_micros), hi.div_euclid(day_micros));
+                assert_eq!(i64::from(f.day), lo.div_euclid(day_micros));
+            }
+        }
+        let paths: std::collections::BTreeSet<_> = in_order
+            .iter()
+            .chain(&interleaved)
+            .map(|f| &f.path)
+            .collect();
+        assert_eq!(paths.len(), in_order.len() + interleaved.len());
     }
 
     /// What third-party readers of an ingest file see: exactly the lake's column types from
