@@ -744,3 +744,103 @@ fn policy_judges_documents_for_ci() {
         stdout(&broken)
     );
 }
+
+/// The evasion suite through the commands a user runs: `generate --evasions`, `ingest`,
+/// `detect --abac-tag-keys`. Every incident's events alert and no look-alike's does; trust
+/// comes from the log keys, which `detect` says.
+#[test]
+fn generated_evasions_alert_through_the_cli() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let gen_out = kms_audit(
+        &[
+            "generate",
+            "--out",
+            "trail",
+            "--hours",
+            "72",
+            "--accounts",
+            "2",
+            "--regions",
+            "us-east-1",
+            "--kms-per-hour",
+            "20",
+            "--no-digests",
+            "--evasions",
+            "--manifest",
+            "manifest.json",
+        ],
+        dir,
+    );
+    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let ingest = kms_audit(&["ingest", "trail", "--lake", "lake"], dir);
+    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    let detect = kms_audit(
+        &[
+            "detect",
+            "--lake",
+            "lake",
+            "--format",
+            "json",
+            "--no-state",
+            "--abac-tag-keys",
+            "Project",
+        ],
+        dir,
+    );
+    assert!(detect.status.success(), "{}", stderr(&detect));
+    assert!(
+        stderr(&detect).contains("from the log objects' keys"),
+        "{}",
+        stderr(&detect)
+    );
+    let alerted: std::collections::BTreeSet<String> = stdout(&detect)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|a| {
+            a["event_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+        })
+        .collect();
+    let ids = |list: &str, field: &str| -> Vec<(String, String)> {
+        manifest[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let kind = i["kind"].as_str().unwrap_or("").to_owned();
+                i[field]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |v| v.as_str().map(|s| (kind.clone(), s.to_owned())))
+            })
+            .collect()
+    };
+    let incidents = ids("incidents", "event_ids");
+    assert!(
+        incidents
+            .iter()
+            .filter(|(k, _)| k.starts_with("evasion_"))
+            .count()
+            >= 20
+    );
+    let missed: Vec<&(String, String)> = incidents
+        .iter()
+        .filter(|(_, id)| !alerted.contains(id))
+        .collect();
+    assert!(missed.is_empty(), "not alerted: {missed:?}");
+    let on_lookalikes: Vec<(String, String)> = ids("lookalikes", "context_ids")
+        .into_iter()
+        .filter(|(_, id)| alerted.contains(id))
+        .collect();
+    assert!(on_lookalikes.is_empty(), "alerted: {on_lookalikes:?}");
+}
