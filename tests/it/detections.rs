@@ -478,6 +478,69 @@ fn evasions_alert_and_their_lookalikes_stay_quiet() {
     );
 }
 
+/// Logs copied into a flat directory (no `AWSLogs/` key): the records' recipients stand in
+/// as the trusted accounts, with the configured ones, and the trust view says so.
+#[test]
+fn without_cloudtrail_keys_the_recipients_and_configuration_are_trusted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let trail = tmp.path().join("flat");
+    std::fs::create_dir_all(&trail).expect("mkdir");
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let policy = |acct: &str, id: &str| {
+        let doc = json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{acct}:root")},
+            "Action": "kms:Decrypt", "Resource": "*"}]});
+        expand(
+            &json!({"eventID": id, "eventName": "PutKeyPolicy", "readOnly": false,
+            "requestParameters": {"keyId": key, "policy": doc.to_string()},
+            "resources": [{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}]}),
+        )
+    };
+    let records: Vec<Value> = [
+        policy("111122223333", "own"),
+        policy("444455556666", "partner"),
+        policy("999988887777", "outsider"),
+    ]
+    .concat();
+    let body = json!({ "Records": records }).to_string();
+    std::fs::write(trail.join("export.json"), body).expect("write");
+    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
+    let (objects, _) = local_sources(&[trail]).expect("sources");
+    ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    let ctx = open_local(lake.root()).expect("open");
+    let rules: Vec<Rule> = builtin_rules()
+        .expect("rules")
+        .into_iter()
+        .filter(|r| r.meta.id == "kms_key_policy_external_account")
+        .collect();
+    let t = parse_event_time("2026-11-11T01:00:00Z").expect("time");
+    let alerts = rt()
+        .block_on(run_rules(
+            &ctx,
+            &rules,
+            Window::new(t, t + 1),
+            &["444455556666".to_owned()],
+        ))
+        .expect("detect");
+    let alerted: BTreeSet<&str> = alerts
+        .iter()
+        .flat_map(|a| a.event_ids.iter().map(String::as_str))
+        .collect();
+    assert_eq!(alerted, BTreeSet::from(["outsider"]));
+    let basis = rt()
+        .block_on(kms_audit::sql::run_sql(
+            &ctx,
+            "SELECT source FROM trust_basis",
+        ))
+        .expect("basis");
+    let col =
+        arrow::compute::cast(basis[0].column(0), &arrow::datatypes::DataType::Utf8).expect("cast");
+    assert_eq!(
+        arrow::array::AsArray::as_string::<i32>(&col).value(0),
+        "records"
+    );
+}
+
 #[test]
 fn rules_are_read_only_and_cannot_change_what_other_rules_read() {
     let tmp = tempfile::tempdir().expect("tmp");

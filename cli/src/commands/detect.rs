@@ -212,7 +212,7 @@ pub fn evaluate_and_deliver(args: &Args) -> Result<(Vec<Rule>, Vec<Alert>)> {
             text(0),
             text(1),
             if text(2) == "records" {
-                "from the records' recipientAccountId: no log key in the AWSLogs/ layout and none configured (--trusted-accounts)"
+                "from the records' recipientAccountId (no log key in the AWSLogs/ layout) and the configuration"
             } else {
                 "from the log objects' keys and the configuration"
             }

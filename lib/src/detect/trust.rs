@@ -6,8 +6,8 @@
 //! organization in each CloudTrail object key (`AWSLogs/[o-org/]<account>/CloudTrail/...`).
 //! CloudTrail's bucket policy decides who may write under a prefix; a record's own
 //! `recipientAccountId` is whatever the file says, so it makes no account trusted. Only
-//! when no object key follows that layout and nothing is configured (logs copied into a
-//! flat directory) do the records' recipients stand in, and [`Trusted::source`] says so.
+//! when no object key follows that layout (logs copied into a flat directory) do the
+//! records' recipients stand in, and [`Trusted::source`] says so.
 
 use arrow::array::AsArray;
 use datafusion::prelude::SessionContext;
@@ -21,8 +21,8 @@ use crate::sql::{QueryError, run_sql};
 pub enum TrustSource {
     /// Object keys and/or configuration.
     Delivery,
-    /// No object key in the CloudTrail layout and nothing configured: the records'
-    /// `recipientAccountId`s.
+    /// No object key in the CloudTrail layout: the records' `recipientAccountId`s, with
+    /// the configured accounts.
     Records,
 }
 
@@ -74,6 +74,7 @@ pub async fn resolve(
             .collect(),
         source: TrustSource::Delivery,
     };
+    let configured = t.accounts.len();
     let files = format!("{OBJECTS_TABLE}_files");
     if ctx.table_exist(&files).unwrap_or(false) {
         // The partition is text here (see `sql::open`): a plain range prunes the files.
@@ -89,12 +90,16 @@ pub async fn resolve(
         t.orgs
             .extend(strings(ctx, &in_keys("(o-[a-z0-9]+)/[0-9]{12}/CloudTrail/")).await?);
     }
-    if t.accounts.is_empty() && ctx.table_exist("kms_events").unwrap_or(false) {
-        t.accounts = strings(
-            ctx,
-            "SELECT DISTINCT account_id FROM kms_events WHERE account_id IS NOT NULL",
-        )
-        .await?;
+    // No log in the CloudTrail layout: the records' recipients stand in (with what is
+    // configured), or the lake's own accounts would look like outsiders.
+    if t.accounts.len() == configured && ctx.table_exist("kms_events").unwrap_or(false) {
+        t.accounts.extend(
+            strings(
+                ctx,
+                "SELECT DISTINCT account_id FROM kms_events WHERE account_id IS NOT NULL",
+            )
+            .await?,
+        );
         t.source = TrustSource::Records;
     }
     for v in [&mut t.accounts, &mut t.orgs] {
