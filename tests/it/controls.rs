@@ -60,7 +60,7 @@ fn planted() -> Vec<Value> {
                "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"},
                "resources": on(KEY)}),
         json!({"eventID": "p-mat", "eventTime": "2026-11-11T10:30:00Z", "eventName": "ImportKeyMaterial",
-               "readOnly": false, "requestParameters": {"keyId": KEY3, "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
+               "readOnly": false, "requestParameters": {"keyId": KEY3, "importType": "NEW_KEY_MATERIAL", "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
                "resources": on(KEY3)}),
     ]
 }

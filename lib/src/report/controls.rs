@@ -273,6 +273,7 @@ pub fn controls(sections: &[Section], events_in_period: i64, expected: &[String]
         refs(&["T1485"], &[], &["3.6.1", "3.7.5"], &[]),
         &[
             "kms_imported_key_material_changed",
+            "kms_key_material_expires",
             "kms_custom_key_store_changed",
             "kms_key_created_with_outside_material",
         ],
