@@ -358,8 +358,9 @@ fn deny_all_but(st: &Value) -> Option<Narrowed> {
     {
         if let Some(n) = narrowing(c) {
             out = Some(match out {
-                // Any one condition failing denies: the fence is the union of what each
-                // lets through, so take the broadest reading of each kind.
+                // A Deny applies only when all its conditions match, so a caller gets past
+                // the fence by failing any one: it lets in the union of what each names.
+                // (Where they name different kinds, the most specific is reported.)
                 Some(mut o) => {
                     o.accounts.extend(n.accounts);
                     o.orgs.extend(n.orgs);
