@@ -2,31 +2,19 @@
 
 mod common;
 
-use common::{command, kms_audit, stderr, stdout, with_stdin};
+use common::{command, generate, kms_audit, stderr, stdout, with_stdin};
 
 #[test]
 fn ingest_json_summary_exit_codes_and_named_failures() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let gen_out = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "3",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-            "--kms-per-hour",
-            "10",
-            "--manifest",
-            "manifest.json",
-        ],
+    generate(
         dir,
+        "trail",
+        3,
+        1,
+        &["--kms-per-hour", "10", "--manifest", "manifest.json"],
     );
-    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
             .expect("json");
@@ -175,25 +163,13 @@ fn schema_lists_every_column() {
 fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let gen_out = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "30",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-            "--kms-per-hour",
-            "20",
-            "--manifest",
-            "manifest.json",
-        ],
+    generate(
         dir,
+        "trail",
+        30,
+        1,
+        &["--kms-per-hour", "20", "--manifest", "manifest.json"],
     );
-    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
     assert!(
         kms_audit(&["ingest", "trail", "--lake", "lake"], dir)
             .status
@@ -349,21 +325,7 @@ fn detect_json_alerts_follow_the_contract_and_state_deduplicates() {
 fn the_sql_prompt_takes_multi_line_statements_and_meta_commands() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let gen_out = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "t",
-            "--hours",
-            "2",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-        ],
-        dir,
-    );
-    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
+    generate(dir, "t", 2, 1, &[]);
     assert!(
         kms_audit(&["ingest", "t", "--lake", "l"], dir)
             .status
@@ -419,24 +381,13 @@ fn verify_names_a_modified_log_on_the_tree_and_the_lake_and_exits_1() {
     };
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let generated = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "3",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-            "--kms-per-hour",
-            "10",
-            "--no-digests",
-        ],
+    generate(
         dir,
+        "trail",
+        3,
+        1,
+        &["--kms-per-hour", "10", "--no-digests"],
     );
-    assert!(generated.status.success(), "{}", stderr(&generated));
     let fixture = std::process::Command::new(python)
         .arg("-c")
         .arg(include_str!("../../tests/it/digest_fixture.py"))
@@ -560,24 +511,13 @@ fn verify_names_a_modified_log_on_the_tree_and_the_lake_and_exits_1() {
 fn verify_without_signatures_checks_a_generated_tree() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let generated = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "3",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-            "--kms-per-hour",
-            "10",
-            "--no-incidents",
-        ],
+    generate(
         dir,
+        "trail",
+        3,
+        1,
+        &["--kms-per-hour", "10", "--no-incidents"],
     );
-    assert!(generated.status.success(), "{}", stderr(&generated));
     let v = kms_audit(&["verify", "trail", "--no-signatures", "--json"], dir);
     assert_eq!(v.status.code(), Some(0), "{}{}", stdout(&v), stderr(&v));
     let summary: serde_json::Value =
@@ -594,23 +534,7 @@ fn verify_without_signatures_checks_a_generated_tree() {
 fn a_report_beside_an_earlier_one_lists_the_changes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let generated = kms_audit(
-        &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "6",
-            "--accounts",
-            "1",
-            "--regions",
-            "us-east-1",
-            "--kms-per-hour",
-            "10",
-        ],
-        dir,
-    );
-    assert!(generated.status.success(), "{}", stderr(&generated));
+    generate(dir, "trail", 6, 1, &["--kms-per-hour", "10"]);
     assert!(kms_audit(&["ingest", "trail"], dir).status.success());
     let first = kms_audit(
         &[
@@ -752,17 +676,12 @@ fn policy_judges_documents_for_ci() {
 fn generated_evasions_alert_through_the_cli() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let gen_out = kms_audit(
+    generate(
+        dir,
+        "trail",
+        72,
+        2,
         &[
-            "generate",
-            "--out",
-            "trail",
-            "--hours",
-            "72",
-            "--accounts",
-            "2",
-            "--regions",
-            "us-east-1",
             "--kms-per-hour",
             "20",
             "--no-digests",
@@ -770,9 +689,7 @@ fn generated_evasions_alert_through_the_cli() {
             "--manifest",
             "manifest.json",
         ],
-        dir,
     );
-    assert!(gen_out.status.success(), "{}", stderr(&gen_out));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
             .expect("json");

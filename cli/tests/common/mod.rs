@@ -17,6 +17,26 @@ pub fn kms_audit(args: &[&str], cwd: &Path) -> Output {
     command(args, cwd).output().expect("run kms-audit")
 }
 
+/// `kms-audit generate --out OUT --hours H --accounts A --regions us-east-1 EXTRA...` in
+/// `cwd`, which must succeed.
+pub fn generate(cwd: &Path, out: &str, hours: u32, accounts: u32, extra: &[&str]) {
+    let (hours, accounts) = (hours.to_string(), accounts.to_string());
+    let mut args = vec![
+        "generate",
+        "--out",
+        out,
+        "--hours",
+        &hours,
+        "--accounts",
+        &accounts,
+        "--regions",
+        "us-east-1",
+    ];
+    args.extend_from_slice(extra);
+    let o = kms_audit(&args, cwd);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Runs a command with `input` on its stdin.
 pub fn with_stdin(mut c: Command, input: &str) -> Output {
     let mut child = c
