@@ -242,7 +242,6 @@ pub async fn register_window(
     trusted: &[String],
 ) -> Result<(), DetectError> {
     default_lists(ctx)?;
-    let since_day = crate::time::format_day(window.since.div_euclid(DAY_MICROS));
     let until_day = crate::time::format_day((window.until - 1).div_euclid(DAY_MICROS));
     let history_start = window.since - HISTORY_DAYS * DAY_MICROS;
     let history_day = crate::time::format_day(history_start.div_euclid(DAY_MICROS));
@@ -266,12 +265,11 @@ pub async fn register_window(
             "DROP VIEW IF EXISTS window_trail_events".to_owned(),
             "DROP VIEW IF EXISTS trail_buckets".to_owned(),
             "DROP VIEW IF EXISTS trail_keys".to_owned(),
-            format!(
-                "CREATE VIEW window_trail_events AS SELECT * FROM trail_events \
-                 WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}' \
-                   AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
-                   AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
-                window.since, window.until
+            span_view(
+                "window_trail_events",
+                "trail_events",
+                window.since,
+                window.until,
             ),
             format!(
                 "CREATE VIEW trail_buckets AS SELECT DISTINCT bucket FROM ({})",
@@ -288,20 +286,8 @@ pub async fn register_window(
     let stmts = [
         "DROP VIEW IF EXISTS window_events".to_owned(),
         "DROP VIEW IF EXISTS history_events".to_owned(),
-        format!(
-            "CREATE VIEW window_events AS SELECT * FROM kms_events \
-             WHERE event_date >= DATE '{since_day}' AND event_date <= DATE '{until_day}' \
-               AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
-               AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
-            window.since, window.until
-        ),
-        format!(
-            "CREATE VIEW history_events AS SELECT * FROM kms_events \
-             WHERE event_date >= DATE '{history_day}' AND event_date <= DATE '{since_day}' \
-               AND event_time >= arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
-               AND event_time < arrow_cast({}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
-            history_start, window.since
-        ),
+        span_view("window_events", "kms_events", window.since, window.until),
+        span_view("history_events", "kms_events", history_start, window.since),
     ];
     for s in stmts.into_iter().chain(trail_views) {
         run_sql(ctx, &s).await?;
@@ -322,6 +308,20 @@ pub async fn register_window(
         run_sql(ctx, s).await?;
     }
     Ok(())
+}
+
+/// `CREATE VIEW name` over the rows of `table` (partitioned by `event_date`) whose
+/// `event_time` is in `[lo, hi)`; the day bounds prune whole partitions.
+fn span_view(name: &str, table: &str, lo: i64, hi: i64) -> String {
+    let day = |t: i64| crate::time::format_day(t.div_euclid(DAY_MICROS));
+    format!(
+        "CREATE VIEW {name} AS SELECT * FROM {table} \
+         WHERE event_date >= DATE '{}' AND event_date <= DATE '{}' \
+           AND event_time >= arrow_cast({lo}, 'Timestamp(Microsecond, Some(\"UTC\"))') \
+           AND event_time < arrow_cast({hi}, 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        day(lo),
+        day(hi - 1)
+    )
 }
 
 /// Organizations trusted besides those of organization trails whose logs are in the lake
