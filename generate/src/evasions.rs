@@ -79,44 +79,19 @@ pub(crate) fn plant(
         step += 1;
         t0 + 40 * hour + (step - 1) * 45 * 60_000_000
     };
-    let deploy = Who::Role {
+    // Roles of the production account, named `<env>-<name>`.
+    let role = |name: &str, session: &str, via: Option<&'static str>| Who::Role {
         account: acct.to_owned(),
-        role: format!("{}-deploy-pipeline", prod.env),
-        session: "deploy-4711".into(),
-        mfa: false,
-        via: None,
-    };
-    let app = |via: Option<&'static str>| Who::Role {
-        account: acct.to_owned(),
-        role: format!("{}-app-backend", prod.env),
-        session: "i-0cafe0cafe".into(),
+        role: format!("{}-{name}", prod.env),
+        session: session.into(),
         mfa: false,
         via,
     };
+    let deploy = role("deploy-pipeline", "deploy-4711", None);
+    let app = |via| role("app-backend", "i-0cafe0cafe", via);
     let ip = "10.20.0.15";
-    let mk = |rng: &mut Rng, time: i64, name: &'static str, who: Who| Rec {
-        time,
-        source: "kms.amazonaws.com",
-        name,
-        region: prod.region.clone(),
-        recipient: acct.to_owned(),
-        who,
-        ip: ip.to_owned(),
-        agent: SDK_AGENTS[0].to_owned(),
-        request: None,
-        response: None,
-        additional: None,
-        resources: Vec::new(),
-        read_only: false,
-        event_type: "AwsApiCall",
-        vpce: None,
-        vpce_account: None,
-        delivered_under: None,
-        error: None,
-        event_id: rng.uuid(),
-        version: "1.10",
-        shared_event_id: None,
-        management: true,
+    let mk = |rng: &mut Rng, time: i64, name: &'static str, who: Who| {
+        Rec::planted(rng, prod, time, name, who, ip, SDK_AGENTS[0])
     };
     let app_key = prod.key("alias/app-data").clone();
     let s3_key = prod.key("alias/s3-data").clone();
@@ -739,7 +714,7 @@ pub(crate) fn plant(
     let t = next();
     let mut burst = Vec::new();
     let mut quiet = Vec::new();
-    for (role, n, into) in [
+    for (name, n, into) in [
         ("batch-export", 400i64, &mut burst),
         ("report-builder", 30, &mut quiet),
     ] {
@@ -748,13 +723,7 @@ pub(crate) fn plant(
                 rng,
                 t + i * (40 * 60_000_000 / n),
                 "Decrypt",
-                Who::Role {
-                    account: acct.to_owned(),
-                    role: format!("{}-{role}", prod.env),
-                    session: "job-1".into(),
-                    mfa: false,
-                    via: None,
-                },
+                role(name, "job-1", None),
             );
             r.read_only = true;
             r.request = Some(format!(
@@ -790,19 +759,8 @@ pub(crate) fn plant(
     // Nine denials before a 10-minute boundary and nine after; six spread over an hour.
     let t = next();
     let boundary = t - t.rem_euclid(600_000_000) + 600_000_000;
-    let denied = |rng: &mut Rng, time: i64, role: &str| {
-        let mut r = mk(
-            rng,
-            time,
-            "Decrypt",
-            Who::Role {
-                account: acct.to_owned(),
-                role: format!("{}-{role}", prod.env),
-                session: "probe".into(),
-                mfa: false,
-                via: None,
-            },
-        );
+    let denied = |rng: &mut Rng, time: i64, name: &str| {
+        let mut r = mk(rng, time, "Decrypt", role(name, "probe", None));
         r.read_only = true;
         r.request = Some(format!(
             "{{\"keyId\":\"{}\",\"encryptionAlgorithm\":\"SYMMETRIC_DEFAULT\"}}",
@@ -811,7 +769,7 @@ pub(crate) fn plant(
         r.error = Some((
             "AccessDenied",
             format!(
-                "User: arn:aws:sts::{acct}:assumed-role/{}-{role}/probe is not authorized to perform: kms:Decrypt on resource: {}",
+                "User: arn:aws:sts::{acct}:assumed-role/{}-{name}/probe is not authorized to perform: kms:Decrypt on resource: {}",
                 prod.env, secrets_key.arn
             ),
         ));

@@ -390,6 +390,43 @@ fn obj(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Rec {
+    /// A planted KMS call in `site` (an incident, an evasion or a look-alike): a management
+    /// write by `who` from `ip`, through no endpoint, fields set by the caller as needed.
+    fn planted(
+        rng: &mut Rng,
+        site: &Site,
+        time: i64,
+        name: &'static str,
+        who: Who,
+        ip: &str,
+        agent: &str,
+    ) -> Rec {
+        Rec {
+            time,
+            source: "kms.amazonaws.com",
+            name,
+            region: site.region.clone(),
+            recipient: site.account.to_owned(),
+            who,
+            ip: ip.to_owned(),
+            agent: agent.to_owned(),
+            request: None,
+            response: None,
+            additional: None,
+            resources: Vec::new(),
+            read_only: false,
+            event_type: "AwsApiCall",
+            vpce: None,
+            vpce_account: None,
+            delivered_under: None,
+            error: None,
+            event_id: rng.uuid(),
+            version: "1.10",
+            shared_event_id: None,
+            management: true,
+        }
+    }
+
     fn write_json(&self, out: &mut String) {
         out.push_str("{\"eventVersion\":");
         js(out, self.version);
@@ -983,29 +1020,8 @@ fn plant_incidents(
         name: "mallory".into(),
         mfa: Some(mfa),
     };
-    let mk = |rng: &mut Rng, time: i64, name: &'static str, who: Who, ip: &str| Rec {
-        time,
-        source: "kms.amazonaws.com",
-        name,
-        region: prod.region.clone(),
-        recipient: prod.account.to_owned(),
-        who,
-        ip: ip.to_owned(),
-        agent: SDK_AGENTS[2].to_owned(),
-        request: None,
-        response: None,
-        additional: None,
-        resources: Vec::new(),
-        read_only: false,
-        event_type: "AwsApiCall",
-        vpce: None,
-        vpce_account: None,
-        delivered_under: None,
-        error: None,
-        event_id: rng.uuid(),
-        version: "1.10",
-        shared_event_id: None,
-        management: true,
+    let mk = |rng: &mut Rng, time: i64, name: &'static str, who: Who, ip: &str| {
+        Rec::planted(rng, prod, time, name, who, ip, SDK_AGENTS[2])
     };
     let attacker_ip = "203.0.113.66";
     let app_key = prod.key("alias/app-data").clone();
