@@ -303,11 +303,11 @@ fn rule_files_are_complete_and_all_built_in() {
 #[test]
 fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
     use kms_audit::detect::{DetectOptions, DetectState, resolve_window, suppress_reported};
-    use kms_audit_generate::{GenConfig, generate_tree};
+    use kms_audit_generate::GenConfig;
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let trail = tmp.path().join("trail");
-    let manifest = generate_tree(
+    let (manifest, lake) = generated_lake(
+        tmp.path(),
         &GenConfig {
             hours: 40,
             accounts: 2,
@@ -316,13 +316,7 @@ fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
             files_per_hour: 1,
             ..GenConfig::default()
         },
-        &trail,
-    )
-    .expect("generate");
-    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
-    let (objects, _) = local_sources(&[trail]).expect("sources");
-    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
-    assert_eq!(run.objects_failed, 0);
+    );
 
     let rt = rt();
     let ctx = open_local(lake.root()).expect("open");
@@ -353,6 +347,20 @@ fn planted_incidents_alert_and_benign_traffic_stays_quiet() {
     let second = suppress_reported(again, &rules, &mut state, window);
     assert!(second.is_empty(), "re-alerted: {second:#?}");
     assert_eq!(state.high_water_mark, Some(window.until));
+}
+
+/// Generates a tree under `dir/trail` and ingests it into `dir/lake`: every object read.
+fn generated_lake(
+    dir: &Path,
+    cfg: &kms_audit_generate::GenConfig,
+) -> (kms_audit_generate::Manifest, LocalLake) {
+    let trail = dir.join("trail");
+    let manifest = kms_audit_generate::generate_tree(cfg, &trail).expect("generate");
+    let lake = LocalLake::open(dir.join("lake")).expect("lake");
+    let (objects, _) = local_sources(&[trail]).expect("sources");
+    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
+    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+    (manifest, lake)
 }
 
 /// Judges alerts against a generated manifest: the incident events no alert names
@@ -402,11 +410,11 @@ fn judge<'a>(
 #[test]
 fn evasions_alert_and_their_lookalikes_stay_quiet() {
     use kms_audit::detect::{DetectOptions, resolve_window, set_abac_tag_keys};
-    use kms_audit_generate::{GenConfig, generate_tree};
+    use kms_audit_generate::GenConfig;
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let trail = tmp.path().join("trail");
-    let manifest = generate_tree(
+    let (manifest, lake) = generated_lake(
+        tmp.path(),
         &GenConfig {
             hours: 72,
             accounts: 2,
@@ -417,9 +425,7 @@ fn evasions_alert_and_their_lookalikes_stay_quiet() {
             evasions: true,
             ..GenConfig::default()
         },
-        &trail,
-    )
-    .expect("generate");
+    );
     let evasions = manifest
         .incidents
         .iter()
@@ -427,10 +433,6 @@ fn evasions_alert_and_their_lookalikes_stay_quiet() {
         .count();
     assert!(evasions >= 18, "{evasions} evasions planted");
     assert!(manifest.lookalikes.len() >= 14);
-    let lake = LocalLake::open(tmp.path().join("lake")).expect("lake");
-    let (objects, _) = local_sources(&[trail]).expect("sources");
-    let run = ingest_all(&objects, &lake, &|_| {}).expect("ingest");
-    assert_eq!(run.objects_failed, 0);
 
     let rt = rt();
     let ctx = open_local(lake.root()).expect("open");
