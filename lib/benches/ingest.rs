@@ -21,8 +21,9 @@
 //! single object, raw MB; 0 to skip), `KMS_AUDIT_BENCH_DIR` (where the corpus is cached),
 //! `KMS_AUDIT_BENCH_LAKES` (where the lakes are written; default a tmpfs, see `lakes_dir`),
 //! `KMS_AUDIT_BENCH_ROUNDS` (default 3), `KMS_AUDIT_BENCH_ONLY` (`parse`, `e2e` or `large`:
-//! that phase alone, for profiling; `open`: the table's open time after
-//! `KMS_AUDIT_BENCH_COMMITS` commits, default 10,000), `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
+//! that phase alone, for profiling; `parquet`: the Parquet writing alone, by rows per write;
+//! `open`: the table's open time after `KMS_AUDIT_BENCH_COMMITS` commits, default 10,000),
+//! `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
 //! object only, so an instruction-level profile of a fraction of the corpus still sees
 //! objects of the real size).
 
@@ -36,10 +37,12 @@ use kms_audit::ingest::batch::with_builder;
 use kms_audit::ingest::reader::{Item, RecordReader};
 use kms_audit::ingest::record::{KMS_EVENT_SOURCE, Outcome, classify};
 use kms_audit::ingest::{
-    BATCH_ROWS, INITIAL_ROWS, LocalFile, ingest_all, ingest_object, local_sources,
+    BATCH_ROWS, INITIAL_ROWS, LocalFile, WORKER_BATCH_ROWS, ingest_all, ingest_object,
+    local_sources,
 };
 use kms_audit::lake::LocalLake;
 use kms_audit::lake::compact::{CompactOptions, compact};
+use kms_audit::lake::ingest_file_writer;
 use kms_audit::lake::table::{AsOf, Tables};
 use kms_audit_generate::{GenConfig, generate_tree, write_large_object};
 
@@ -326,6 +329,47 @@ fn lakes_dir(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Parquet alone: the rows of the end-to-end lake written again with the settings of
+/// ingest's files, some rows at a time: 66 is a CloudTrail file's share of KMS rows in the
+/// corpus (what each write got when every object's rows went to Parquet on their own),
+/// [`WORKER_BATCH_ROWS`] what a worker gathers across objects now.
+fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut batches = Vec::new();
+    for (f, _) in data_files(lake) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(f)?)?
+            .with_batch_size(1 << 20)
+            .build()?;
+        for b in reader {
+            batches.push(b?);
+        }
+    }
+    let schema = kms_audit::schema::schema();
+    let all = arrow::compute::concat_batches(&schema, &batches)?;
+    let all = arrow::record_batch::RecordBatch::try_new(schema, all.columns().to_vec())?;
+    let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3);
+    println!(
+        "Parquet alone, {} rows, fastest of {rounds}:",
+        all.num_rows()
+    );
+    for rows in [66, 256, WORKER_BATCH_ROWS, 4096] {
+        let mut best = Timing::worst();
+        for _ in 0..rounds {
+            let (res, t) = timed(|| -> Result<(), parquet::errors::ParquetError> {
+                let mut w = ingest_file_writer(io::sink())?;
+                for offset in (0..all.num_rows()).step_by(rows) {
+                    w.write(&all.slice(offset, rows.min(all.num_rows() - offset)))?;
+                }
+                w.close().map(|_| ())
+            });
+            res?;
+            best = best.best(t);
+        }
+        println!("  {rows:>5} rows a write: {:.3}s CPU", best.cpu);
+    }
+    Ok(())
+}
+
 /// Ingests every file into a fresh lake on this thread; returns the timing, KMS events,
 /// decompressed bytes, peak RSS and whether the peak could be reset first.
 fn end_to_end_one_core(
@@ -412,6 +456,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             mb(rss)
         );
         return Ok(());
+    }
+    if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parquet") {
+        if !lakes.join("lake-1/kms_events").exists() {
+            end_to_end_one_core(&lakes, &files)?;
+        }
+        return parquet_by_batch_rows(&lakes.join("lake-1"));
     }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
         let every = env_u64("KMS_AUDIT_BENCH_EVERY", 1).max(1) as usize;

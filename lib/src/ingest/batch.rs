@@ -86,6 +86,13 @@ impl Validity {
         self.valid.clear();
         self.nulls = 0;
     }
+
+    fn truncate(&mut self, rows: usize) {
+        if let Some(dropped) = self.valid.get(rows..) {
+            self.nulls -= dropped.iter().filter(|v| !**v).count();
+            self.valid.truncate(rows);
+        }
+    }
 }
 
 /// One allocation for all of a batch's column data. Finishing a batch copies every
@@ -334,6 +341,12 @@ impl Offsets {
     fn clear(&mut self) {
         self.0.truncate(1);
     }
+
+    /// Keeps the first `rows` rows; returns where they end in the child.
+    fn truncate(&mut self, rows: usize) -> usize {
+        self.0.truncate(rows + 1);
+        self.0.last().map_or(0, |&end| end as usize)
+    }
 }
 
 /// A string column.
@@ -386,6 +399,12 @@ impl Strs {
         self.data.clear();
         self.validity.clear();
     }
+
+    fn truncate(&mut self, rows: usize) {
+        let end = self.offsets.truncate(rows);
+        self.data.truncate(end);
+        self.validity.truncate(rows);
+    }
 }
 
 /// A fixed-width column: numbers, or booleans (bit-packed when staged).
@@ -412,6 +431,11 @@ impl<T: Copy + Default> Prims<T> {
     fn clear(&mut self) {
         self.values.clear();
         self.validity.clear();
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        self.values.truncate(rows);
+        self.validity.truncate(rows);
     }
 }
 
@@ -495,6 +519,13 @@ impl Maps {
         self.values.clear();
         self.validity.clear();
     }
+
+    fn truncate(&mut self, rows: usize) {
+        let end = self.offsets.truncate(rows);
+        self.keys.truncate(end);
+        self.values.truncate(end);
+        self.validity.truncate(rows);
+    }
 }
 
 /// A list-of-strings column.
@@ -538,6 +569,12 @@ impl Lists {
         self.offsets.clear();
         self.items.clear();
         self.validity.clear();
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        let end = self.offsets.truncate(rows);
+        self.items.truncate(end);
+        self.validity.truncate(rows);
     }
 }
 
@@ -626,6 +663,22 @@ impl EventBatchBuilder {
         self.ints.iter_mut().for_each(Prims::clear);
         self.days.clear();
         self.len = 0;
+    }
+
+    /// Keeps the first `rows` rows and drops the rest (those of an object that failed
+    /// after rows of objects read whole before it).
+    pub fn truncate(&mut self, rows: usize) {
+        if rows >= self.len {
+            return;
+        }
+        self.s.iter_mut().for_each(|c| c.truncate(rows));
+        self.b.iter_mut().for_each(|c| c.truncate(rows));
+        self.ts.iter_mut().for_each(|c| c.truncate(rows));
+        self.maps.iter_mut().for_each(|c| c.truncate(rows));
+        self.lists.iter_mut().for_each(|c| c.truncate(rows));
+        self.ints.iter_mut().for_each(|c| c.truncate(rows));
+        self.days.truncate(rows);
+        self.len = rows;
     }
 
     pub fn append(&mut self, e: &KmsEvent<'_>) {
@@ -810,6 +863,46 @@ mod tests {
         assert_eq!(count(ColumnType::StrMap), N_MAP);
         assert_eq!(count(ColumnType::StrList), N_LIST);
         assert_eq!(count(ColumnType::Int32), N_INT);
+    }
+
+    #[test]
+    fn truncating_drops_exactly_the_later_rows() {
+        let event = |i: i64, rich: bool| KmsEvent {
+            event_id: format!("e{i}").into(),
+            event_name: "Decrypt".into(),
+            source_object: "x",
+            event_time: 86_400_000_000 * i,
+            encryption_context: rich.then(|| {
+                vec![
+                    ("k".into(), Some(format!("v{i}").into())),
+                    ("n".into(), None),
+                ]
+            }),
+            grant_operations: rich.then(|| vec!["Decrypt".into()]),
+            mfa_authenticated: rich.then_some(true),
+            pending_window_in_days: rich.then_some(7),
+            key_id: (!rich).then(|| "k".into()),
+            ..Default::default()
+        };
+        let mut cut = EventBatchBuilder::with_capacity(1);
+        cut.append(&event(0, true));
+        cut.append(&event(1, false));
+        // An object that fails leaves these two behind: values, nulls, map entries, items.
+        cut.append(&event(2, true));
+        cut.append(&event(3, false));
+        cut.truncate(2);
+        assert_eq!((cut.len(), cut.days()), (2, &[0, 1][..]));
+        cut.truncate(5);
+        cut.append(&event(4, true));
+        let mut straight = EventBatchBuilder::with_capacity(1);
+        for (i, rich) in [(0, true), (1, false), (4, true)] {
+            straight.append(&event(i, rich));
+        }
+        assert_eq!(cut.days(), straight.days());
+        assert_eq!(
+            cut.finish().expect("cut"),
+            straight.finish().expect("straight")
+        );
     }
 
     #[test]
