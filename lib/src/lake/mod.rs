@@ -273,8 +273,7 @@ pub(crate) fn writer_properties() -> WriterProperties {
         .set_offset_index_disabled(true)
         // Nor statistics beyond `event_time`'s: every ingest file of a day holds every
         // account, key and principal seen that day, so min/max prune nothing there, and
-        // computing them compared every value written (`scripts/bench`: 6% of ingest's
-        // Parquet time).
+        // computing them compared every value written.
         .set_statistics_enabled(EnabledStatistics::None)
         .set_column_statistics_enabled(column_path("event_time"), EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(128 * 1024))
