@@ -40,8 +40,8 @@ pub const BATCH_ROWS: usize = 4096;
 /// object.
 pub const INITIAL_ROWS: usize = 256;
 /// Rows a worker gathers, across objects, before writing them to its files. 256, 1,024
-/// and 4,096 took the same time end to end (`scripts/bench`, 3 runs each, 2026-12-01);
-/// 4,096 raised the peak RSS from 92 to 119 MB, 1,024 did not.
+/// and 4,096 took the same time end to end (`KMS_AUDIT_BENCH_ONLY=e2e scripts/bench`, 3
+/// runs of each, 2026-12-01); 4,096 raised the peak RSS from 92 to 119 MB, 1,024 did not.
 pub const WORKER_BATCH_ROWS: usize = 1024;
 /// Rejected examples kept in an object's report (all of them go to the rejects file).
 pub const REJECT_EXAMPLES: usize = 5;
@@ -460,7 +460,8 @@ pub fn read_object_with(
 
 /// Rows a worker gathers across the objects it reads, so that Parquet gets batches of
 /// [`WORKER_BATCH_ROWS`] rather than one of some 60 rows per CloudTrail file (writing the
-/// corpus's rows to Parquet 66 at a time took 1.3x the time of 1,024 at a time).
+/// benchmark corpus's rows 66 at a time takes 1.3x the time of 1,024 at a time:
+/// `KMS_AUDIT_BENCH_ONLY=parquet scripts/bench`).
 struct Shared<'b> {
     /// Rows of objects read whole, then rows of the object being read.
     builder: &'b mut EventBatchBuilder,
@@ -1172,93 +1173,83 @@ fn read_objects<S: SourceObject>(
             builder,
             earlier: Vec::new(),
         };
-        read_objects_into(objs, lake, opts, progress, &mut shared)
-    })
-}
-
-#[cfg(feature = "query")]
-fn read_objects_into<S: SourceObject>(
-    objs: &[&S],
-    lake: &dyn LakeStore,
-    opts: &IngestOptions,
-    progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
-    shared: &mut Shared<'_>,
-) -> WorkerOut {
-    let mut out = WorkerOut::default();
-    let mut files = WorkerFiles {
-        days: DayWriters::new(lake, "part"),
-        broken: None,
-    };
-    let mut pending: Vec<ObjectReport> = Vec::new();
-    for o in objs {
-        let read = if opts.deadline.is_some_and(|d| Instant::now() >= d) {
-            Err(ObjectError {
-                object: o.uri().to_owned(),
-                kind: ObjectErrorKind::Deadline,
-                records_before_failure: 0,
-            })
-        } else {
-            read_into(*o, lake, &opts.limits, shared, true)
+        let shared = &mut shared;
+        let mut out = WorkerOut::default();
+        let mut files = WorkerFiles {
+            days: DayWriters::new(lake, "part"),
+            broken: None,
         };
-        for (b, d) in shared.earlier.drain(..) {
-            files.write(&b, &d);
+        let mut pending: Vec<ObjectReport> = Vec::new();
+        for o in objs {
+            let read = if opts.deadline.is_some_and(|d| Instant::now() >= d) {
+                Err(ObjectError {
+                    object: o.uri().to_owned(),
+                    kind: ObjectErrorKind::Deadline,
+                    records_before_failure: 0,
+                })
+            } else {
+                read_into(*o, lake, &opts.limits, shared, true)
+            };
+            for (b, d) in shared.earlier.drain(..) {
+                files.write(&b, &d);
+            }
+            let read = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    let failed = Err(e);
+                    progress(&failed);
+                    if let Err(e) = failed {
+                        out.failures.push(e);
+                    }
+                    continue;
+                }
+            };
+            progress(&Ok(read.report.clone()));
+            out.trail.extend(read.trail_events);
+            match read.rows {
+                PendingRows::Memory(batches) => {
+                    for (b, d) in &batches {
+                        files.write(b, d);
+                    }
+                    pending.push(read.report);
+                }
+                PendingRows::Files(own) => {
+                    out.staged.extend(own);
+                    out.reports.push(read.report);
+                }
+            }
+            if shared.builder.is_full(WORKER_BATCH_ROWS) {
+                files.write_builder(shared.builder);
+            }
         }
-        let read = match read {
-            Ok(r) => r,
+        files.write_builder(shared.builder);
+        let finished = match files.broken {
+            Some(e) => Err(e),
+            None => files.days.finish(),
+        };
+        match finished {
+            Ok(shared_files) => {
+                out.staged.extend(shared_files);
+                out.reports.extend(pending);
+            }
             Err(e) => {
-                let failed = Err(e);
-                progress(&failed);
-                if let Err(e) = failed {
-                    out.failures.push(e);
+                // The shared files hold rows of every small object: none of them is committed.
+                let e = Arc::new(e);
+                for r in pending {
+                    out.failures.push(ObjectError {
+                        object: r.uri,
+                        kind: ObjectErrorKind::Lake(LakeError::Io {
+                            op: "writing",
+                            path: "worker files".into(),
+                            source: io::Error::other(e.to_string()),
+                        }),
+                        records_before_failure: r.counts.records,
+                    });
                 }
-                continue;
-            }
-        };
-        progress(&Ok(read.report.clone()));
-        out.trail.extend(read.trail_events);
-        match read.rows {
-            PendingRows::Memory(batches) => {
-                for (b, d) in &batches {
-                    files.write(b, d);
-                }
-                pending.push(read.report);
-            }
-            PendingRows::Files(files) => {
-                out.staged.extend(files);
-                out.reports.push(read.report);
             }
         }
-        if shared.builder.is_full(WORKER_BATCH_ROWS) {
-            files.write_builder(shared.builder);
-        }
-    }
-    files.write_builder(shared.builder);
-    let finished = match files.broken {
-        Some(e) => Err(e),
-        None => files.days.finish(),
-    };
-    match finished {
-        Ok(files) => {
-            out.staged.extend(files);
-            out.reports.extend(pending);
-        }
-        Err(e) => {
-            // The shared files hold rows of every small object: none of them is committed.
-            let e = Arc::new(e);
-            for r in pending {
-                out.failures.push(ObjectError {
-                    object: r.uri,
-                    kind: ObjectErrorKind::Lake(LakeError::Io {
-                        op: "writing",
-                        path: "worker files".into(),
-                        source: io::Error::other(e.to_string()),
-                    }),
-                    records_before_failure: r.counts.records,
-                });
-            }
-        }
-    }
-    out
+        out
+    })
 }
 
 /// Publishes staged files under `kms_events/` and commits them with the objects' records.
