@@ -533,14 +533,8 @@ impl<'l> DayWriters<'l> {
     /// Writes a batch whose rows fall on the given days (one entry per row).
     pub fn write(&mut self, batch: &RecordBatch, days: &[i32]) -> Result<(), LakeError> {
         debug_assert_eq!(batch.num_rows(), days.len());
-        let Some(&first) = days.first() else {
-            return Ok(());
-        };
-        if days.iter().all(|&d| d == first) {
-            return self.write_day(first, batch);
-        }
-        // Objects come in the order of their dates, so a batch of several objects usually
-        // holds each day as one run of rows: slices, not copies.
+        // Objects come in the order of their dates, so a batch usually holds each of its
+        // days (most often just one) as one run of rows: slices, not copies.
         let mut runs: Vec<(i32, usize, usize)> = Vec::new();
         for (i, &d) in days.iter().enumerate() {
             match runs.last_mut() {
@@ -548,18 +542,15 @@ impl<'l> DayWriters<'l> {
                 _ => runs.push((d, i, 1)),
             }
         }
-        let mut run_days: Vec<i32> = runs.iter().map(|r| r.0).collect();
-        run_days.sort_unstable();
-        run_days.dedup();
-        if run_days.len() == runs.len() {
+        let mut distinct: Vec<i32> = runs.iter().map(|r| r.0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() == runs.len() {
             for (day, offset, len) in runs {
                 self.write_day(day, &batch.slice(offset, len))?;
             }
             return Ok(());
         }
-        let mut distinct: Vec<i32> = days.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
         for day in distinct {
             let mask: arrow::array::BooleanArray = days.iter().map(|&d| Some(d == day)).collect();
             let part = arrow::compute::filter_record_batch(batch, &mask).map_err(|e| {
