@@ -370,23 +370,22 @@ fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// Ingests every file into a fresh lake on this thread; returns the timing, KMS events,
-/// decompressed bytes, peak RSS and whether the peak could be reset first.
-fn end_to_end_one_core(
-    lakes: &Path,
-    files: &[PathBuf],
-) -> io::Result<(Timing, u64, u64, u64, bool)> {
+/// Ingests the trail into a fresh lake on this thread, as `kms-audit ingest DIR` does
+/// (listing the directory included); returns the timing, KMS events, decompressed bytes,
+/// peak RSS and whether the peak could be reset first.
+fn end_to_end_one_core(lakes: &Path, trail: &Path) -> io::Result<(Timing, u64, u64, u64, bool)> {
     let lake_dir = lakes.join("lake-1");
     let _ = fs::remove_dir_all(&lake_dir);
     let lake = LocalLake::open(&lake_dir).map_err(io::Error::other)?;
-    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
     let rss_reset = reset_peak_rss();
-    // The whole ingest (reading, Parquet, publishing, the Delta commits) on one thread.
+    // The whole ingest (listing, reading, Parquet, publishing, the Delta commits) on one
+    // thread.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(io::Error::other)?;
     let (res, t) = timed(|| -> io::Result<(u64, u64)> {
+        let (objects, _) = local_sources(&[trail.to_path_buf()])?;
         let run = pool
             .install(|| ingest_all(&objects, &lake, &|_| {}))
             .map_err(io::Error::other)?;
@@ -438,15 +437,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return open_after_commits(&lakes_dir(&dir), env_u64("KMS_AUDIT_BENCH_COMMITS", 10_000));
     }
     let files = corpus(&dir.join("corpus"), target_mb)?;
+    let trail = files
+        .first()
+        .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let lakes = lakes_dir(&dir);
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e") {
         // The end-to-end phase alone (for profiling it).
         for f in &files {
             fs::read(f)?;
         }
-        let (mut t, kms, raw, rss, _) = end_to_end_one_core(&lakes, &files)?;
+        let (mut t, kms, raw, rss, _) = end_to_end_one_core(&lakes, &trail)?;
         for _ in 1..env_u64("KMS_AUDIT_BENCH_ROUNDS", 3) {
-            t = t.best(end_to_end_one_core(&lakes, &files)?.0);
+            t = t.best(end_to_end_one_core(&lakes, &trail)?.0);
         }
         println!(
             "end to end, one core: {:.2}s wall, {:.2}s CPU, {:.0} MB/s, {kms} KMS; peak RSS {:.1} MB",
@@ -459,7 +463,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parquet") {
         if !lakes.join("lake-1/kms_events").exists() {
-            end_to_end_one_core(&lakes, &files)?;
+            end_to_end_one_core(&lakes, &trail)?;
         }
         return parquet_by_batch_rows(&lakes.join("lake-1"));
     }
@@ -481,11 +485,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Shared machines are noisy: the timed phases run `KMS_AUDIT_BENCH_ROUNDS` times
     // (default 3), interleaved, and the fastest round of each is reported.
     let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3).max(1);
-    let trail = files
-        .first()
-        .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     let mut t_dec = Timing::worst();
     let mut t_hash = Timing::worst();
     let mut t_gzip: Option<f64> = None;
@@ -541,7 +540,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
         // 2. End to end, one core (before the parse phase, whose in-memory copy of the
         //    corpus would stay in this process's RSS).
-        let (t, kms, raw, rss, reset) = end_to_end_one_core(&lakes, &files)?;
+        let (t, kms, raw, rss, reset) = end_to_end_one_core(&lakes, &trail)?;
         t_e2e = t_e2e.best(t);
         (e2e_kms, e2e_raw, rss_reset) = (kms, raw, reset);
         rss_e2e = rss_e2e.max(rss);
