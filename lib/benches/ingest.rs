@@ -371,6 +371,12 @@ fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
+/// Lists the trail's directory and ingests it, as `kms-audit ingest DIR` does.
+fn ingest_trail(trail: &Path, lake: &LocalLake) -> io::Result<RunSummary> {
+    let (objects, _) = local_sources(&[trail.to_path_buf()])?;
+    ingest_all(&objects, lake, &|_| {}).map_err(io::Error::other)
+}
+
 /// Ingests the trail into a fresh lake on this thread, as `kms-audit ingest DIR` does
 /// (listing the directory included); returns the timing, KMS events, decompressed bytes,
 /// peak RSS and whether the peak could be reset first.
@@ -386,10 +392,7 @@ fn end_to_end_one_core(lakes: &Path, trail: &Path) -> io::Result<(Timing, u64, u
         .build()
         .map_err(io::Error::other)?;
     let (res, t) = timed(|| -> io::Result<(u64, u64)> {
-        let (objects, _) = local_sources(&[trail.to_path_buf()])?;
-        let run = pool
-            .install(|| ingest_all(&objects, &lake, &|_| {}))
-            .map_err(io::Error::other)?;
+        let run = pool.install(|| ingest_trail(trail, &lake))?;
         if run.objects_failed > 0 {
             return Err(io::Error::other(format!("{:?}", run.failures)));
         }
@@ -469,10 +472,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let lake_dir = lakes.join("lake-n");
             let _ = fs::remove_dir_all(&lake_dir);
             let lake = LocalLake::open(&lake_dir)?;
-            let (run, t) = timed(|| -> io::Result<RunSummary> {
-                let (objects, _) = local_sources(std::slice::from_ref(&trail))?;
-                ingest_all(&objects, &lake, &|_| {}).map_err(io::Error::other)
-            });
+            let (run, t) = timed(|| ingest_trail(&trail, &lake));
             assert_eq!(run?.objects_failed, 0);
             best = best.best(t);
         }
@@ -568,7 +568,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         (e2e_kms, e2e_raw, rss_reset) = (kms, raw, reset);
         rss_e2e = rss_e2e.max(rss);
     }
-    let objects: Vec<LocalFile> = files.iter().map(LocalFile::new).collect();
 
     // 3. Parse + extract on decompressed bytes (timed without the decompression).
     let mut pt = parse_phase(&files)?;
@@ -589,7 +588,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let lake_dir_n = lakes.join("lake-n");
     let _ = fs::remove_dir_all(&lake_dir_n);
     let lake_n = LocalLake::open(&lake_dir_n)?;
-    let (run, t_par) = timed(|| ingest_all(&objects, &lake_n, &|_| {}));
+    let (run, t_par) = timed(|| ingest_trail(&trail, &lake_n));
     let run = run?;
     assert_eq!(run.objects_failed, 0);
     assert_eq!(run.counts.kms_events, kms);
