@@ -117,7 +117,9 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Timing) {
     )
 }
 
-fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
+/// The trail directory of the corpus (generated into `dir` on the first run) and its log
+/// objects, in the order `ingest` lists them.
+fn corpus(dir: &Path, target_mb: u64) -> io::Result<(PathBuf, Vec<PathBuf>)> {
     let marker = dir.join(format!("corpus-{target_mb}mb.done"));
     let trail = dir.join("trail");
     if !marker.exists() {
@@ -154,8 +156,11 @@ fn corpus(dir: &Path, target_mb: u64) -> io::Result<Vec<PathBuf>> {
         fs::write(&marker, b"")?;
     }
     // Log objects only (the corpus has no digests), in sorted order, as `ingest` lists them.
-    let (objects, _) = local_sources(&[trail])?;
-    Ok(objects.iter().map(|o| o.path().to_path_buf()).collect())
+    let (objects, _) = local_sources(std::slice::from_ref(&trail))?;
+    Ok((
+        trail,
+        objects.iter().map(|o| o.path().to_path_buf()).collect(),
+    ))
 }
 
 /// Seconds per stage of parse + extract, on bytes decompressed beforehand.
@@ -440,12 +445,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("open") {
         return open_after_commits(&lakes_dir(&dir), env_u64("KMS_AUDIT_BENCH_COMMITS", 10_000));
     }
-    let files = corpus(&dir.join("corpus"), target_mb)?;
-    let trail = files
-        .first()
-        .and_then(|f| f.ancestors().find(|a| a.ends_with("trail")))
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let (trail, files) = corpus(&dir.join("corpus"), target_mb)?;
     let lakes = lakes_dir(&dir);
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e") {
         // The end-to-end phase alone (for profiling it).
