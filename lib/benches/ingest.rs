@@ -269,9 +269,7 @@ fn large_object(dir: &Path, large_mb: u64) -> Result<(), Box<dyn std::error::Err
         eprintln!("writing a ~{large_mb} MB (raw) single object ...");
         write_large_object(&big, large_mb * 1_000_000, 11, 6)?;
     }
-    let lake_dir = lakes_dir(dir).join("lake-large");
-    let _ = fs::remove_dir_all(&lake_dir);
-    let lake = LocalLake::open(&lake_dir)?;
+    let lake = fresh_lake(&lakes_dir(dir).join("lake-large"))?;
     let obj = LocalFile::new(&big);
     let reset = reset_peak_rss();
     let before = status_kb("VmRSS:") * 1024;
@@ -376,6 +374,12 @@ fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
+/// An empty lake at `dir`, replacing whatever an earlier run left there.
+fn fresh_lake(dir: &Path) -> io::Result<LocalLake> {
+    let _ = fs::remove_dir_all(dir);
+    LocalLake::open(dir).map_err(io::Error::other)
+}
+
 /// Lists the trail's directory and ingests it, as `kms-audit ingest DIR` does.
 fn ingest_trail(trail: &Path, lake: &LocalLake) -> io::Result<RunSummary> {
     let (objects, _) = local_sources(&[trail.to_path_buf()])?;
@@ -386,9 +390,7 @@ fn ingest_trail(trail: &Path, lake: &LocalLake) -> io::Result<RunSummary> {
 /// (listing the directory included); returns the timing, KMS events, decompressed bytes,
 /// peak RSS and whether the peak could be reset first.
 fn end_to_end_one_core(lakes: &Path, trail: &Path) -> io::Result<(Timing, u64, u64, u64, bool)> {
-    let lake_dir = lakes.join("lake-1");
-    let _ = fs::remove_dir_all(&lake_dir);
-    let lake = LocalLake::open(&lake_dir).map_err(io::Error::other)?;
+    let lake = fresh_lake(&lakes.join("lake-1"))?;
     let rss_reset = reset_peak_rss();
     // The whole ingest (listing, reading, Parquet, publishing, the Delta commits) on one
     // thread.
@@ -469,9 +471,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         // End to end on every core, as `kms-audit ingest` runs by default.
         let mut best = Timing::worst();
         for _ in 0..env_u64("KMS_AUDIT_BENCH_ROUNDS", 3) {
-            let lake_dir = lakes.join("lake-n");
-            let _ = fs::remove_dir_all(&lake_dir);
-            let lake = LocalLake::open(&lake_dir)?;
+            let lake = fresh_lake(&lakes.join("lake-n"))?;
             let (run, t) = timed(|| ingest_trail(&trail, &lake));
             assert_eq!(run?.objects_failed, 0);
             best = best.best(t);
@@ -586,8 +586,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // 4. End to end, all cores.
     let lake_dir_n = lakes.join("lake-n");
-    let _ = fs::remove_dir_all(&lake_dir_n);
-    let lake_n = LocalLake::open(&lake_dir_n)?;
+    let lake_n = fresh_lake(&lake_dir_n)?;
     let (run, t_par) = timed(|| ingest_trail(&trail, &lake_n));
     let run = run?;
     assert_eq!(run.objects_failed, 0);
@@ -740,9 +739,7 @@ fn data_files_live(lake: &LocalLake) -> Result<(usize, u64), Box<dyn std::error:
 fn open_after_commits(lakes: &Path, n: u64) -> Result<(), Box<dyn std::error::Error>> {
     use kms_audit::lake::LakeStore;
     use kms_audit::lake::table::NewFile;
-    let dir = lakes.join("lake-open");
-    let _ = fs::remove_dir_all(&dir);
-    let lake = LocalLake::open(&dir)?;
+    let lake = fresh_lake(&lakes.join("lake-open"))?;
     let loc = lake.location()?;
     let tables = Tables::new(loc.clone());
     loc.block_on(tables.ensure())??;
