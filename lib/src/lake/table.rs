@@ -591,8 +591,8 @@ impl Tables {
                 return Ok(done);
             }
             let mut rows: Vec<(ObjectRecord, i64)> = Vec::new();
-            for (v, actions) in self.event_commits(done, latest).await? {
-                rows.extend(commit_objects(&actions).into_iter().map(|rec| (rec, v)));
+            for (v, entry) in self.event_commit_entries(done, latest).await? {
+                rows.extend(commit_objects(&entry).into_iter().map(|rec| (rec, v)));
             }
             let files = self.write_objects_files(&rows, latest).await?;
             let actions = files
@@ -829,13 +829,13 @@ impl Tables {
         Ok(deleted)
     }
 
-    /// The actions of each `kms_events` commit in `(after, until]`, with its version.
+    /// The log entry of each `kms_events` commit in `(after, until]`, with its version.
     /// Commits expired from the log (older than its retention) are not there to read.
-    async fn event_commits(
+    async fn event_commit_entries(
         &self,
         after: i64,
         until: i64,
-    ) -> Result<Vec<(i64, Vec<serde_json::Value>)>, TableError> {
+    ) -> Result<Vec<(i64, bytes::Bytes)>, TableError> {
         let log = self.loc.log_store(TABLE);
         let mut out = Vec::new();
         for v in (after + 1).max(0)..=until {
@@ -844,14 +844,31 @@ impl Tables {
                 .await
                 .map_err(|e| self.delta_err(TABLE, e))?
             {
-                let actions = bytes
-                    .split(|&b| b == b'\n')
-                    .filter_map(|line| serde_json::from_slice(line).ok())
-                    .collect();
-                out.push((v, actions));
+                out.push((v, bytes));
             }
         }
         Ok(out)
+    }
+
+    /// The actions of each `kms_events` commit in `(after, until]`, with its version.
+    async fn event_commits(
+        &self,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<(i64, Vec<serde_json::Value>)>, TableError> {
+        Ok(self
+            .event_commit_entries(after, until)
+            .await?
+            .into_iter()
+            .map(|(v, bytes)| {
+                (
+                    v,
+                    log_lines(&bytes)
+                        .filter_map(|l| serde_json::from_slice(l).ok())
+                        .collect(),
+                )
+            })
+            .collect())
     }
 
     /// What the `kms_events` commits in `(after, until]` added: files, rows and the span
@@ -973,13 +990,31 @@ fn read_string_column(
     Ok(out)
 }
 
-/// The objects an ingest commit's `commitInfo` lists, from the commit's actions.
-pub fn commit_objects(actions: &[serde_json::Value]) -> Vec<ObjectRecord> {
-    actions
-        .iter()
-        .find_map(|a| a.get("commitInfo")?.get(COMMIT_OBJECTS_FIELD))
-        .and_then(|objects| serde_json::from_value(objects.clone()).ok())
+/// The objects an ingest commit's `commitInfo` lists, from the commit's log entry.
+///
+/// Read into the records directly: a commit of 20,000 objects lists about 10 MB of them,
+/// and going through a `serde_json::Value` tree (and a copy of it) first multiplied that
+/// several times over in the process that syncs.
+pub fn commit_objects(entry: &[u8]) -> Vec<ObjectRecord> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "commitInfo")]
+        commit_info: Option<Info>,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(rename = "kmsAuditObjects")]
+        objects: Option<Vec<ObjectRecord>>,
+    }
+    log_lines(entry)
+        .filter(|l| l.trim_ascii_start().starts_with(b"{\"commitInfo\""))
+        .find_map(|l| serde_json::from_slice::<Line>(l).ok()?.commit_info?.objects)
         .unwrap_or_default()
+}
+
+/// The non-empty lines of a log entry, one action each.
+fn log_lines(entry: &[u8]) -> impl Iterator<Item = &[u8]> {
+    entry.split(|&b| b == b'\n').filter(|l| !l.is_empty())
 }
 
 fn snapshot_of(table: &DeltaTable) -> Result<Snapshot, DeltaTableError> {
@@ -1135,5 +1170,46 @@ impl Location {
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("a lake table task panicked")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> ObjectRecord {
+        ObjectRecord {
+            object: format!("AWSLogs/1/CloudTrail/eu-west-1/2026/11/0{n}/x{n}.json.gz"),
+            source_uri: format!("/trail/x{n}.json.gz"),
+            object_date: Some(format!("2026-11-0{n}")),
+            size: 100 + n,
+            etag: (n == 2).then(|| "\"e\"".to_owned()),
+            sha256: "ab".repeat(32),
+            records: 10 * n,
+            kms_events: n,
+            skipped: 9 * n,
+            rejected: 0,
+            ingested_at: 7,
+        }
+    }
+
+    #[test]
+    fn commit_objects_reads_the_commit_info_line_only() {
+        let listed = vec![record(1), record(2)];
+        let info = serde_json::json!({"commitInfo": {
+            "timestamp": 1,
+            "operation": "WRITE",
+            COMMIT_OBJECTS_FIELD: listed,
+        }});
+        let entry = format!(
+            "{}\n{}\n  {info}\n",
+            r#"{"add":{"path":"a.parquet","kmsAuditObjects":[]}}"#,
+            r#"{"txn":{"appId":"x","version":1}}"#,
+        );
+        assert_eq!(commit_objects(entry.as_bytes()), listed);
+        // A commit that lists no objects (compaction, a sync) and an empty entry.
+        let other = r#"{"commitInfo":{"timestamp":1,"operation":"OPTIMIZE"}}"#;
+        assert!(commit_objects(other.as_bytes()).is_empty());
+        assert!(commit_objects(b"").is_empty());
     }
 }
