@@ -160,6 +160,7 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
         .expect("pool");
     let opts = IngestOptions {
         commit_objects: 100,
+        checkpoint_objects: 100,
         ..IngestOptions::default()
     };
     let run = pool
@@ -172,6 +173,23 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
         run.versions.len(),
         objs.len().div_ceil(100),
         "one commit per 100 objects"
+    );
+    // A checkpoint follows every commit of `checkpoint_objects` or more: the full ones.
+    let full = objs.len() / 100;
+    assert!(full >= 2, "{} objects", objs.len());
+    let checkpoints: BTreeSet<i64> = std::fs::read_dir(root.join("kms_events/_delta_log"))
+        .expect("log")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".checkpoint.parquet")?.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        checkpoints,
+        run.versions[..full]
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
     );
     // Rows of many objects share files: about one per worker, day and commit (48 hours
     // touch at most 3 days).
@@ -571,8 +589,10 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
     let b = tree(&dir.path().join("b"), 6, 62);
     let bucket = env.bucket("lake");
     let uri = S3Uri::parse(&format!("s3://{bucket}/lake")).expect("uri");
+    // Each writer checkpoints after each of its commits, racing the other's.
     let opts = IngestOptions {
         commit_objects: 4,
+        checkpoint_objects: 4,
         ..IngestOptions::default()
     };
     std::thread::scope(|s| {

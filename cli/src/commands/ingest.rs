@@ -26,7 +26,9 @@ pub struct Args {
     /// Print the run summary as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
-    /// Commit after this many objects (and at the end)
+    /// Commit after this many objects (and at the end). A commit adds about one file per
+    /// thread and event day; a smaller one uses less memory and leaves less to read again
+    /// after a crash, a larger one writes fewer files
     #[arg(long, default_value_t = IngestOptions::default().commit_objects)]
     pub commit_objects: usize,
     /// Commit after this many MB of (compressed) objects

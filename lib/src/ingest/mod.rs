@@ -865,6 +865,12 @@ pub struct IngestOptions {
     pub commit_objects: usize,
     /// Stored (compressed) bytes per commit.
     pub commit_bytes: u64,
+    /// A commit listing at least this many objects is followed by a checkpoint. Its log
+    /// entry lists them (about 530 bytes each) and readers replay every entry after the
+    /// last checkpoint (one every 100 versions otherwise), so the replay then holds none
+    /// of the large ones. The default, 2,000, is an entry of about 1 MB; the Lambda's
+    /// batches (100 objects) stay below it.
+    pub checkpoint_objects: usize,
     /// Read objects the lake already holds again (their rows are then in the table twice
     /// until compaction drops the duplicate event ids).
     pub reingest: bool,
@@ -875,12 +881,16 @@ pub struct IngestOptions {
 }
 
 impl Default for IngestOptions {
-    /// Measured with `scripts/bench` (docs/performance.md, "Commit size"): a commit costs
-    /// a log write and a sync of `objects`, and its files hold the rows of all its objects.
+    /// Measured (docs/performance.md, "Commit size"): a commit costs a log write and a
+    /// sync of `objects`, and adds about one file per worker and day it covers, so a day
+    /// gets about `workers × objects that day / commit_objects` files. 20,000 keeps an
+    /// organization's day (~115,000 objects) under 16 files on 2 cores; 2,000 gave 35
+    /// files to a day of 17,280 objects.
     fn default() -> Self {
         IngestOptions {
-            commit_objects: 2_000,
+            commit_objects: 20_000,
             commit_bytes: 512 << 20,
+            checkpoint_objects: 2_000,
             reingest: false,
             limits: Limits::default(),
             deadline: None,
@@ -1163,7 +1173,7 @@ fn ingest_group<S: SourceObject>(
         }
     };
     let committed = match trail_written {
-        Ok(()) => commit_group(staged, &reports, lake, tables),
+        Ok(()) => commit_group(staged, &reports, lake, tables, opts),
         Err(e) => {
             staged.into_iter().for_each(StagedFile::discard);
             Err(e)
@@ -1289,14 +1299,16 @@ fn read_objects<S: SourceObject>(
     })
 }
 
-/// Publishes staged files under `kms_events/` and commits them with the objects' records.
-/// Returns the version and the number of files.
+/// Publishes staged files under `kms_events/` and commits them with the objects' records,
+/// then projects them into `objects` and, after a large commit, writes a checkpoint.
+/// Returns the version, the number of files and what went wrong after the commit.
 #[cfg(feature = "query")]
 fn commit_group(
     staged: Vec<StagedFile>,
     reports: &[ObjectReport],
     lake: &dyn LakeStore,
     tables: &crate::lake::table::Tables,
+    opts: &IngestOptions,
 ) -> Result<(i64, u64, Option<String>), crate::lake::table::TableError> {
     use crate::lake::table::{NewFile, ObjectRecord, part_name, partition_dir};
     use crate::schema::{PARTITION_COLUMN, TABLE};
@@ -1346,11 +1358,26 @@ fn commit_group(
     let version = loc.block_on(tables.append_events(&files, &records))??;
     // The rows are committed: a failed projection into `objects` is healed by the next
     // writer's, so it is logged, not an object failure.
-    let warning = match loc.block_on(tables.sync_objects()) {
+    let mut warning = match loc.block_on(tables.sync_objects()) {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(format!("objects table not updated yet: {e}")),
         Err(e) => Some(format!("objects table not updated yet: {e}")),
     };
+    // See `IngestOptions::checkpoint_objects`.
+    if records.len() >= opts.checkpoint_objects.max(1) {
+        let failed = match loc.block_on(tables.checkpoint(TABLE, version)) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            let note = format!("no checkpoint after version {version} (readers replay more): {e}");
+            warning = Some(match warning {
+                Some(w) => format!("{w}; {note}"),
+                None => note,
+            });
+        }
+    }
     Ok((version, files.len() as u64, warning))
 }
 

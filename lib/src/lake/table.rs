@@ -793,6 +793,15 @@ impl Tables {
         })
     }
 
+    /// Writes a checkpoint of `name` at `version`: readers then replay no log entry up to
+    /// it, however large.
+    pub async fn checkpoint(&self, name: &str, version: i64) -> Result<(), TableError> {
+        let table = self.load(name, &AsOf::Version(version)).await?;
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(|e| self.delta_err(name, e))
+    }
+
     /// Deletes files no version newer than `retain` references, in both tables.
     pub async fn vacuum(
         &self,
