@@ -859,33 +859,17 @@ impl Tables {
         Ok(out)
     }
 
-    /// The actions of each `kms_events` commit in `(after, until]`, with its version.
-    async fn event_commits(
-        &self,
-        after: i64,
-        until: i64,
-    ) -> Result<Vec<(i64, Vec<serde_json::Value>)>, TableError> {
-        Ok(self
-            .event_commit_entries(after, until)
-            .await?
-            .into_iter()
-            .map(|(v, bytes)| {
-                (
-                    v,
-                    log_lines(&bytes)
-                        .filter_map(|l| serde_json::from_slice(l).ok())
-                        .collect(),
-                )
-            })
-            .collect())
-    }
-
     /// What the `kms_events` commits in `(after, until]` added: files, rows and the span
     /// of their event times, from the commits' statistics (no data file is read).
     pub async fn arrivals(&self, after: i64, until: i64) -> Result<Arrivals, TableError> {
         let mut out = Arrivals::default();
-        for (_, actions) in self.event_commits(after, until).await? {
-            for action in &actions {
+        for (_, entry) in self.event_commit_entries(after, until).await? {
+            // Not the commitInfo line: it lists the commit's objects (megabytes of them for
+            // a large commit) and holds nothing counted here.
+            for line in log_lines(&entry).filter(|l| !is_commit_info(l)) {
+                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
                 let Some(add) = action.get("add") else {
                     continue;
                 };
@@ -1016,9 +1000,15 @@ pub fn commit_objects(entry: &[u8]) -> Vec<ObjectRecord> {
         objects: Option<Vec<ObjectRecord>>,
     }
     log_lines(entry)
-        .filter(|l| l.trim_ascii_start().starts_with(b"{\"commitInfo\""))
+        .filter(|l| is_commit_info(l))
         .find_map(|l| serde_json::from_slice::<Line>(l).ok()?.commit_info?.objects)
         .unwrap_or_default()
+}
+
+/// Whether a log line is the commit's `commitInfo` action (delta-rs writes each action as
+/// an object with one member, named after the action).
+fn is_commit_info(line: &[u8]) -> bool {
+    line.trim_ascii_start().starts_with(b"{\"commitInfo\"")
 }
 
 /// The non-empty lines of a log entry, one action each.
