@@ -619,6 +619,14 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
         + objects(&dir.path().join("a")).len().div_ceil(4)
         + objects(&dir.path().join("b")).len().div_ceil(4);
     assert_eq!(logs.len(), expected, "{logs:?}");
+    // A checkpoint of every full commit's version, whoever wrote the latest one.
+    let checkpoints = env
+        .keys(&bucket, "lake/kms_events/_delta_log/")
+        .into_iter()
+        .filter(|k| k.ends_with(".checkpoint.parquet"))
+        .count();
+    let full = objects(&dir.path().join("a")).len() / 4 + objects(&dir.path().join("b")).len() / 4;
+    assert_eq!(checkpoints, full);
     let lake = env.lake(&uri);
     let again = ingest_all(&objects(dir.path()), &lake, &|_| {}).expect("ingest");
     assert_eq!(again.counts.records, 0, "both writers' objects recorded");

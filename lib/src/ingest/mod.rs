@@ -866,7 +866,7 @@ pub struct IngestOptions {
     /// Stored (compressed) bytes per commit.
     pub commit_bytes: u64,
     /// A commit listing at least this many objects is followed by a checkpoint. Its log
-    /// entry lists them (about 530 bytes each) and readers replay every entry after the
+    /// entry lists them (about 570 bytes each) and readers replay every entry after the
     /// last checkpoint (one every 100 versions otherwise), so the replay then holds none
     /// of the large ones. The default, 2,000, is an entry of about 1 MB; the Lambda's
     /// batches (100 objects) stay below it.
@@ -883,9 +883,9 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     /// Measured (docs/performance.md, "Commit size"): a commit costs a log write and a
     /// sync of `objects`, and adds about one file per worker and day it covers, so a day
-    /// gets about `workers × objects that day / commit_objects` files. 20,000 keeps an
-    /// organization's day (~115,000 objects) under 16 files on 2 cores; 2,000 gave 35
-    /// files to a day of 17,280 objects.
+    /// gets about `workers × objects that day / commit_objects` files: 2,000 gave a day
+    /// of 17,280 objects 35 files on 2 cores, and by that arithmetic 20,000 keeps an
+    /// organization's day (~115,000 objects) under 16.
     fn default() -> Self {
         IngestOptions {
             commit_objects: 20_000,
