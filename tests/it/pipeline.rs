@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use kms_audit::ingest::reader::ReadError;
-use kms_audit::ingest::{ObjectErrorKind, RunSummary, ingest_all, local_sources};
+use kms_audit::ingest::{
+    IngestOptions, ObjectErrorKind, RunSummary, ingest_all, ingest_with, local_sources,
+};
 use kms_audit::lake::LocalLake;
 use kms_audit::sql::{open_local, run_sql};
 use kms_audit_generate::{GenConfig, Manifest, generate_tree};
@@ -324,6 +326,21 @@ fn bad_objects_are_named_and_the_good_ones_beside_them_are_ingested() {
             .count(),
         0
     );
+
+    // Without every report (as the CLI runs): the same counts, and only the report of the
+    // object with rejected records.
+    let (objects, _) = local_sources(std::slice::from_ref(&trail)).expect("sources");
+    let lean = IngestOptions {
+        keep_all_reports: false,
+        ..IngestOptions::default()
+    };
+    let other = LocalLake::open(tmp.path().join("lake2")).expect("lake");
+    let again = ingest_with(&objects, &other, &lean, &|_| {}).expect("ingest");
+    assert_eq!(again.counts, run.counts);
+    assert_eq!(again.objects_failed, run.objects_failed);
+    let uris: Vec<&str> = again.reports.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris, [report.uri.as_str()]);
+    assert!(run.reports.len() > 1);
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub fn run(args: Args) -> Result<i32> {
         commit_objects: args.commit_objects.max(1),
         commit_bytes: args.commit_mb.max(1) << 20,
         reingest: args.reingest,
+        // Only the objects with rejected records are reported at the end.
+        keep_all_reports: false,
         ..IngestOptions::default()
     };
     let mut run = pool

@@ -874,6 +874,11 @@ pub struct IngestOptions {
     /// Read objects the lake already holds again (their rows are then in the table twice
     /// until compaction drops the duplicate event ids).
     pub reingest: bool,
+    /// Keep every committed object's report in [`RunSummary::reports`]. Without it only
+    /// the reports of objects with rejected records are kept (the counts still add up
+    /// every object, and `progress` still sees every report): a long run, such as a
+    /// backfill of an organization's million objects, would otherwise hold all of them.
+    pub keep_all_reports: bool,
     pub limits: Limits,
     /// Objects not started by then fail with [`ObjectErrorKind::Deadline`] (retryable);
     /// what was read is committed. A Lambda sets it shortly before its own deadline.
@@ -892,6 +897,7 @@ impl Default for IngestOptions {
             commit_bytes: 512 << 20,
             checkpoint_objects: 2_000,
             reingest: false,
+            keep_all_reports: true,
             limits: Limits::default(),
             deadline: None,
         }
@@ -1188,7 +1194,9 @@ fn ingest_group<S: SourceObject>(
             for mut r in reports {
                 r.version = Some(version);
                 summary.counts.add(&r.counts);
-                summary.reports.push(r);
+                if opts.keep_all_reports || r.counts.rejected > 0 {
+                    summary.reports.push(r);
+                }
             }
         }
         Err(e) => {
