@@ -232,6 +232,57 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
     assert_eq!(ob["partition_columns"], serde_json::json!(["object_date"]));
 }
 
+/// Data files per event day (`event_date=...` directory) on disk.
+fn data_files_by_day(root: &Path) -> BTreeMap<String, usize> {
+    let mut days = BTreeMap::new();
+    for e in std::fs::read_dir(root.join("kms_events")).expect("table") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("event_date=") {
+            let files = std::fs::read_dir(e.path()).expect("day").count();
+            days.insert(name, files);
+        }
+    }
+    days
+}
+
+#[test]
+fn threads_beyond_the_writers_add_no_file() {
+    // Eight threads (as S3 sources are read, 16 at a time) and fewer writers: each writer
+    // adds one file per day its workers' objects cover, however many threads read them.
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = tree(&dir.path().join("trail"), 48, 23);
+    let objs = objects(&dir.path().join("trail"));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build()
+        .expect("pool");
+    for writers in [1, 3] {
+        let root = dir.path().join(format!("lake-{writers}"));
+        let lake = LocalLake::open(&root).expect("lake");
+        let opts = IngestOptions {
+            writers: Some(writers),
+            ..IngestOptions::default()
+        };
+        let run = pool
+            .install(|| ingest_with(&objs, &lake, &opts, &|_| {}))
+            .expect("ingest");
+        assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+        assert_eq!(run.counts.kms_events, m.kms_records);
+        assert_eq!(run.versions.len(), 1);
+        let days = data_files_by_day(&root);
+        assert!(days.len() >= 2, "48 hours over {days:?}");
+        assert!(days.values().all(|&n| n <= writers), "{writers}: {days:?}");
+        assert_eq!(days.values().sum::<usize>() as u64, run.files_added);
+        if writers == 1 {
+            assert!(days.values().all(|&n| n == 1), "{days:?}");
+        }
+        let ids = local_event_ids(&root);
+        assert_eq!(ids.len() as u64, m.kms_records, "{writers}");
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len());
+    }
+}
+
 #[test]
 fn reingest_adds_no_row_no_file_and_no_commit() {
     let dir = tempfile::tempdir().expect("tmp");

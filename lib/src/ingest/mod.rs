@@ -21,8 +21,8 @@ pub mod trail;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::ingest::batch::{EventBatchBuilder, with_builder};
@@ -657,8 +657,8 @@ fn read_body(
     })
 }
 
-/// A worker's files, one per day, and the first error writing them: it leaves every
-/// object whose rows they were to hold uncommitted.
+/// A writer's files, one per day, and the first error writing them: it leaves every
+/// object whose rows they were to hold uncommitted. Neighbouring workers share one.
 #[cfg(feature = "query")]
 struct WorkerFiles<'l> {
     days: DayWriters<'l>,
@@ -675,16 +675,19 @@ impl WorkerFiles<'_> {
         }
     }
 
-    /// Writes the builder's rows, all of objects read whole.
-    fn write_builder(&mut self, builder: &mut EventBatchBuilder) {
+    /// Writes the builder's rows, all of objects read whole (the batch is built before the
+    /// writer is locked).
+    fn write_builder(files: &Mutex<Self>, builder: &mut EventBatchBuilder) {
         if builder.is_empty() {
             return;
         }
         let days = builder.days().to_vec();
-        match builder.finish() {
-            Ok(batch) => self.write(&batch, &days),
+        let batch = builder.finish();
+        let mut files = lock(files);
+        match batch {
+            Ok(batch) => files.write(&batch, &days),
             Err(e) => {
-                self.broken.get_or_insert(LakeError::Parquet {
+                files.broken.get_or_insert(LakeError::Parquet {
                     path: "worker files".into(),
                     source: e.into(),
                 });
@@ -898,12 +901,23 @@ pub struct IngestOptions {
     /// Objects not started by then fail with [`ObjectErrorKind::Deadline`] (retryable);
     /// what was read is committed. A Lambda sets it shortly before its own deadline.
     pub deadline: Option<Instant>,
+    /// Day-file writers per commit (`None`: one per core). Each adds about one file per
+    /// event day its objects cover, and the pool's threads share them: S3 sources are read
+    /// 16 at a time because they wait on the network, which needs threads, not files.
+    pub writers: Option<usize>,
+}
+
+impl IngestOptions {
+    fn writers(&self) -> usize {
+        self.writers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 impl Default for IngestOptions {
     /// Measured (docs/performance.md, "Commit size"): a commit costs a log write and a
-    /// sync of `objects`, and adds about one file per worker and day it covers, so a day
-    /// gets about `workers × objects that day / commit_objects` files: 2,000 gave a day
+    /// sync of `objects`, and adds about one file per writer and day it covers, so a day
+    /// gets about `writers × objects that day / commit_objects` files: 2,000 gave a day
     /// of 17,160 objects 18 files on 2 cores, 20,000 gave it 2, and by that arithmetic
     /// 20,000 keeps an organization's day (~115,000 objects) under 16.
     fn default() -> Self {
@@ -915,6 +929,7 @@ impl Default for IngestOptions {
             keep_all_reports: true,
             limits: Limits::default(),
             deadline: None,
+            writers: None,
         }
     }
 }
@@ -941,8 +956,9 @@ pub fn ingest_all<S: SourceObject>(
 
 /// Ingests objects into the lake's tables, in commits of up to
 /// [`IngestOptions::commit_objects`] objects. Within a commit the objects are read in
-/// parallel (rayon's pool), each worker writing the rows of all its objects through one
-/// file per event day, so a commit adds about one file per (worker, day). Objects the
+/// parallel (rayon's pool), and the rows of all of a worker's objects go through one file
+/// per event day of the writer it shares ([`IngestOptions::writers`], one per core), so a
+/// commit adds about one file per (writer, day), however many threads read. Objects the
 /// lake already holds are left out before reading. `progress` is called once per object
 /// as it is read, from worker threads.
 #[cfg(feature = "query")]
@@ -1134,6 +1150,8 @@ fn commit_groups<'a, S: SourceObject>(objects: &'a [S], opts: &IngestOptions) ->
 #[derive(Default)]
 struct WorkerOut {
     reports: Vec<ObjectReport>,
+    /// Objects whose rows went to the worker's writer: committed only if it finishes.
+    pending: Vec<ObjectReport>,
     failures: Vec<ObjectError>,
     staged: Vec<StagedFile>,
     trail: Vec<trail::TrailEvent>,
@@ -1155,19 +1173,60 @@ fn ingest_group<S: SourceObject>(
     }
     let workers = rayon::current_num_threads().max(1);
     let chunk = todo.len().div_ceil(workers);
+    let chunks = todo.len().div_ceil(chunk);
+    // Neighbouring workers (their objects neighbouring stretches of time) share a writer.
+    let writers = opts.writers().clamp(1, chunks);
+    let files: Vec<Mutex<WorkerFiles>> = (0..writers)
+        .map(|_| {
+            Mutex::new(WorkerFiles {
+                days: DayWriters::new(lake, "part"),
+                broken: None,
+            })
+        })
+        .collect();
+    let writer_of = |i: usize| i * writers / chunks;
     let outs: Vec<WorkerOut> = todo
         .par_chunks(chunk)
-        .map(|objs| read_objects(objs, lake, opts, progress))
+        .enumerate()
+        .map(|(i, objs)| read_objects(objs, lake, &files[writer_of(i)], opts, progress))
+        .collect();
+    let finished: Vec<Result<Vec<StagedFile>, LakeError>> = files
+        .into_iter()
+        .map(|f| {
+            let f = f.into_inner().unwrap_or_else(|e| e.into_inner());
+            match f.broken {
+                Some(e) => Err(e),
+                None => f.days.finish(),
+            }
+        })
         .collect();
     let mut reports = Vec::new();
     let mut staged = Vec::new();
     let mut trail = Vec::new();
-    for out in outs {
+    for (i, out) in outs.into_iter().enumerate() {
         summary.failures.extend(out.failures);
         reports.extend(out.reports);
         staged.extend(out.staged);
         trail.extend(out.trail);
+        match &finished[writer_of(i)] {
+            Ok(_) => reports.extend(out.pending),
+            Err(e) => {
+                // The writer's files hold rows of every small object of its workers.
+                summary
+                    .failures
+                    .extend(out.pending.into_iter().map(|r| ObjectError {
+                        object: r.uri,
+                        kind: ObjectErrorKind::Lake(LakeError::Io {
+                            op: "writing",
+                            path: "worker files".into(),
+                            source: io::Error::other(e.to_string()),
+                        }),
+                        records_before_failure: r.counts.records,
+                    }));
+            }
+        }
     }
+    staged.extend(finished.into_iter().flatten().flatten());
     summary.objects_failed = summary.failures.len() as u64;
     if reports.is_empty() {
         staged.into_iter().for_each(StagedFile::discard);
@@ -1227,12 +1286,13 @@ fn ingest_group<S: SourceObject>(
 }
 
 /// One worker's objects: each read whole; the rows of the small ones go through the
-/// worker's day files, a large one's staged files are kept as they are. An object that
-/// fails leaves nothing behind.
+/// writer the worker shares, a large one's staged files are kept as they are. An object
+/// that fails leaves nothing behind.
 #[cfg(feature = "query")]
 fn read_objects<S: SourceObject>(
     objs: &[&S],
     lake: &dyn LakeStore,
+    files: &Mutex<WorkerFiles<'_>>,
     opts: &IngestOptions,
     progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
 ) -> WorkerOut {
@@ -1243,11 +1303,6 @@ fn read_objects<S: SourceObject>(
         };
         let shared = &mut shared;
         let mut out = WorkerOut::default();
-        let mut files = WorkerFiles {
-            days: DayWriters::new(lake, "part"),
-            broken: None,
-        };
-        let mut pending: Vec<ObjectReport> = Vec::new();
         for o in objs {
             let read = if opts.deadline.is_some_and(|d| Instant::now() >= d) {
                 Err(ObjectError {
@@ -1258,8 +1313,11 @@ fn read_objects<S: SourceObject>(
             } else {
                 read_into(*o, lake, &opts.limits, shared, true)
             };
-            for (b, d) in shared.earlier.drain(..) {
-                files.write(&b, &d);
+            if !shared.earlier.is_empty() {
+                let mut files = lock(files);
+                for (b, d) in shared.earlier.drain(..) {
+                    files.write(&b, &d);
+                }
             }
             let read = match read {
                 Ok(r) => r,
@@ -1276,10 +1334,13 @@ fn read_objects<S: SourceObject>(
             out.trail.extend(read.trail_events);
             match read.rows {
                 PendingRows::Memory(batches) => {
-                    for (b, d) in &batches {
-                        files.write(b, d);
+                    if !batches.is_empty() {
+                        let mut files = lock(files);
+                        for (b, d) in &batches {
+                            files.write(b, d);
+                        }
                     }
-                    pending.push(read.report);
+                    out.pending.push(read.report);
                 }
                 PendingRows::Files(own) => {
                     out.staged.extend(own);
@@ -1287,37 +1348,19 @@ fn read_objects<S: SourceObject>(
                 }
             }
             if shared.builder.is_full(WORKER_BATCH_ROWS) {
-                files.write_builder(shared.builder);
+                WorkerFiles::write_builder(files, shared.builder);
             }
         }
-        files.write_builder(shared.builder);
-        let finished = match files.broken {
-            Some(e) => Err(e),
-            None => files.days.finish(),
-        };
-        match finished {
-            Ok(shared_files) => {
-                out.staged.extend(shared_files);
-                out.reports.extend(pending);
-            }
-            Err(e) => {
-                // The shared files hold rows of every small object: none of them is committed.
-                let e = Arc::new(e);
-                for r in pending {
-                    out.failures.push(ObjectError {
-                        object: r.uri,
-                        kind: ObjectErrorKind::Lake(LakeError::Io {
-                            op: "writing",
-                            path: "worker files".into(),
-                            source: io::Error::other(e.to_string()),
-                        }),
-                        records_before_failure: r.counts.records,
-                    });
-                }
-            }
-        }
+        WorkerFiles::write_builder(files, shared.builder);
         out
     })
+}
+
+/// A writer's lock. A worker that panicked holding it took its objects down with it (the
+/// panic goes on to the caller), so what it left is not read again.
+#[cfg(feature = "query")]
+fn lock<'a, 'l>(files: &'a Mutex<WorkerFiles<'l>>) -> std::sync::MutexGuard<'a, WorkerFiles<'l>> {
+    files.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Publishes staged files under `kms_events/` and commits them with the objects' records,
