@@ -154,21 +154,12 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
     let lake = LocalLake::open(&root).expect("lake");
     let objs = objects(&dir.path().join("trail"));
     assert_eq!(objs.len(), m.log_files.len());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("pool");
     let opts = IngestOptions {
         commit_objects: 100,
         checkpoint_objects: 100,
         ..IngestOptions::default()
     };
-    let run = pool
-        .install(|| ingest_with(&objs, &lake, &opts, &|_| {}))
-        .expect("ingest");
-    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
-    assert_eq!(run.counts.kms_events, m.kms_records);
-    assert!(run.counts.reconciles());
+    let run = ingest_on(&pool(2), &objs, &lake, &opts, m.kms_records);
     assert_eq!(
         run.versions.len(),
         objs.len().div_ceil(100),
@@ -253,10 +244,7 @@ fn threads_beyond_the_writers_add_no_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let m = tree(&dir.path().join("trail"), 48, 23);
     let objs = objects(&dir.path().join("trail"));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(8)
-        .build()
-        .expect("pool");
+    let pool = pool(8);
     for writers in [1, 3] {
         let root = dir.path().join(format!("lake-{writers}"));
         let lake = LocalLake::open(&root).expect("lake");
@@ -264,11 +252,7 @@ fn threads_beyond_the_writers_add_no_file() {
             writers: Some(writers),
             ..IngestOptions::default()
         };
-        let run = pool
-            .install(|| ingest_with(&objs, &lake, &opts, &|_| {}))
-            .expect("ingest");
-        assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
-        assert_eq!(run.counts.kms_events, m.kms_records);
+        let run = ingest_on(&pool, &objs, &lake, &opts, m.kms_records);
         assert_eq!(run.versions.len(), 1);
         let days = data_files_by_day(&root);
         assert!(days.len() >= 2, "48 hours over {days:?}");
@@ -626,10 +610,31 @@ fn an_old_layout_lake_is_refused_then_converted_in_place() {
 }
 
 fn pool1() -> rayon::ThreadPool {
+    pool(1)
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .expect("pool")
+}
+
+/// Ingests `objs` on `pool`'s threads; every object is read and the records add up.
+fn ingest_on(
+    pool: &rayon::ThreadPool,
+    objs: &[LocalFile],
+    lake: &LocalLake,
+    opts: &IngestOptions,
+    kms_records: u64,
+) -> kms_audit::ingest::RunSummary {
+    let run = pool
+        .install(|| ingest_with(objs, lake, opts, &|_| {}))
+        .expect("ingest");
+    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+    assert_eq!(run.counts.kms_events, kms_records);
+    assert!(run.counts.reconciles());
+    run
 }
 
 #[test]
