@@ -109,9 +109,10 @@ pub fn run(args: Args) -> Result<i32> {
         commit_objects: kms_audit::ingest::IngestOptions::default().commit_objects,
         commit_mb: kms_audit::ingest::IngestOptions::default().commit_bytes >> 20,
         reingest: false,
+        writers: None,
     })?;
 
-    // Ingest commits about one file per worker thread and day; compaction makes it one
+    // Ingest commits about one file per writer (core) and day; compaction makes it one
     // per day, as a scheduled compaction would.
     writeln!(
         std::io::stdout(),

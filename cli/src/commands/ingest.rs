@@ -27,10 +27,14 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Commit after this many objects (and at the end). A commit adds about one file per
-    /// thread and event day; a smaller one uses less memory and leaves less to read again
+    /// writer and event day; a smaller one uses less memory and leaves less to read again
     /// after a crash, a larger one writes fewer files
     #[arg(long, default_value_t = IngestOptions::default().commit_objects)]
     pub commit_objects: usize,
+    /// Parquet writers of a commit, each adding about one file per event day its objects
+    /// cover [default: one per core, at most 8]
+    #[arg(long)]
+    pub writers: Option<usize>,
     /// Commit after this many MB of (compressed) objects
     #[arg(long, default_value_t = IngestOptions::default().commit_bytes >> 20)]
     pub commit_mb: u64,
@@ -74,6 +78,7 @@ pub fn run(args: Args) -> Result<i32> {
         commit_objects: args.commit_objects.max(1),
         commit_bytes: args.commit_mb.max(1) << 20,
         reingest: args.reingest,
+        writers: args.writers.map(|w| w.max(1)),
         // Only the objects with rejected records are reported at the end.
         keep_all_reports: false,
         ..IngestOptions::default()

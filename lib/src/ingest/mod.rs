@@ -21,8 +21,8 @@ pub mod trail;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::ingest::batch::{EventBatchBuilder, with_builder};
@@ -677,7 +677,7 @@ impl WorkerFiles<'_> {
 
     /// Writes the builder's rows, all of objects read whole (the batch is built before the
     /// writer is locked).
-    fn write_builder(files: &Mutex<Self>, builder: &mut EventBatchBuilder) {
+    fn write_builder(files: &std::sync::Mutex<Self>, builder: &mut EventBatchBuilder) {
         if builder.is_empty() {
             return;
         }
@@ -901,16 +901,26 @@ pub struct IngestOptions {
     /// Objects not started by then fail with [`ObjectErrorKind::Deadline`] (retryable);
     /// what was read is committed. A Lambda sets it shortly before its own deadline.
     pub deadline: Option<Instant>,
-    /// Day-file writers per commit (`None`: one per core). Each adds about one file per
-    /// event day its objects cover, and the pool's threads share them: S3 sources are read
-    /// 16 at a time because they wait on the network, which needs threads, not files.
+    /// Day-file writers per commit (`None`: one per core, at most [`MAX_DEFAULT_WRITERS`]).
+    /// Each adds about one file per event day its objects cover, and the pool's threads
+    /// share them: S3 sources are read 16 at a time because they wait on the network,
+    /// which needs threads, not files.
     pub writers: Option<usize>,
 }
 
+/// Writers a commit has by default on a large machine. Writing Parquet is about a fifth of
+/// ingest's CPU (`perf` of the benchmark's single-core phase: `DayWriters::write` 20%), so
+/// 8 writers keep up with some 40 cores; more would only add files to every day.
+pub const MAX_DEFAULT_WRITERS: usize = 8;
+
 impl IngestOptions {
-    fn writers(&self) -> usize {
-        self.writers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    /// The writers a commit has.
+    pub fn writers(&self) -> usize {
+        self.writers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_DEFAULT_WRITERS)
+        })
     }
 }
 
@@ -919,7 +929,7 @@ impl Default for IngestOptions {
     /// sync of `objects`, and adds about one file per writer and day it covers, so a day
     /// gets about `writers × objects that day / commit_objects` files: 2,000 gave a day
     /// of 17,160 objects 18 files on 2 cores, 20,000 gave it 2, and by that arithmetic
-    /// 20,000 keeps an organization's day (~115,000 objects) under 16.
+    /// 20,000 keeps an organization's day (~115,000 objects) under 16 on 2 cores.
     fn default() -> Self {
         IngestOptions {
             commit_objects: 20_000,
@@ -1176,9 +1186,9 @@ fn ingest_group<S: SourceObject>(
     let chunks = todo.len().div_ceil(chunk);
     // Neighbouring workers (their objects neighbouring stretches of time) share a writer.
     let writers = opts.writers().clamp(1, chunks);
-    let files: Vec<Mutex<WorkerFiles>> = (0..writers)
+    let files: Vec<std::sync::Mutex<WorkerFiles>> = (0..writers)
         .map(|_| {
-            Mutex::new(WorkerFiles {
+            std::sync::Mutex::new(WorkerFiles {
                 days: DayWriters::new(lake, "part"),
                 broken: None,
             })
@@ -1292,7 +1302,7 @@ fn ingest_group<S: SourceObject>(
 fn read_objects<S: SourceObject>(
     objs: &[&S],
     lake: &dyn LakeStore,
-    files: &Mutex<WorkerFiles<'_>>,
+    files: &std::sync::Mutex<WorkerFiles<'_>>,
     opts: &IngestOptions,
     progress: &(dyn Fn(&Result<ObjectReport, ObjectError>) + Sync),
 ) -> WorkerOut {
@@ -1359,7 +1369,9 @@ fn read_objects<S: SourceObject>(
 /// A writer's lock. A worker that panicked holding it took its objects down with it (the
 /// panic goes on to the caller), so what it left is not read again.
 #[cfg(feature = "query")]
-fn lock<'a, 'l>(files: &'a Mutex<WorkerFiles<'l>>) -> std::sync::MutexGuard<'a, WorkerFiles<'l>> {
+fn lock<'a, 'l>(
+    files: &'a std::sync::Mutex<WorkerFiles<'l>>,
+) -> std::sync::MutexGuard<'a, WorkerFiles<'l>> {
     files.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -1448,6 +1460,18 @@ fn commit_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writers_are_the_cores_up_to_a_cap_unless_given() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let opts = IngestOptions::default();
+        assert_eq!(opts.writers(), cores.min(MAX_DEFAULT_WRITERS));
+        let opts = IngestOptions {
+            writers: Some(20),
+            ..IngestOptions::default()
+        };
+        assert_eq!(opts.writers(), 20);
+    }
 
     /// Objects go by delivery time across accounts and regions, not account by account.
     #[test]
