@@ -1366,8 +1366,8 @@ fn read_objects<S: SourceObject>(
     })
 }
 
-/// A writer's lock. A worker that panicked holding it took its objects down with it (the
-/// panic goes on to the caller), so what it left is not read again.
+/// A writer's lock. A worker that panics holding it fails the whole group (rayon raises
+/// the panic again in the caller once the others are done), so they may go on past it.
 #[cfg(feature = "query")]
 fn lock<'a, 'l>(
     files: &'a std::sync::Mutex<WorkerFiles<'l>>,
