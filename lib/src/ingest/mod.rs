@@ -1036,11 +1036,8 @@ fn ingest_digests<S: SourceObject>(
     let done: Result<std::collections::HashSet<String>, Shared> = if opts.reingest {
         Ok(std::collections::HashSet::new())
     } else {
-        match loc.block_on(recorded_digests(tables, &wanted)) {
-            Ok(Ok(d)) => Ok(d),
-            Ok(Err(e)) => Err(Arc::new(e)),
-            Err(e) => Err(Arc::new(e)),
-        }
+        loc.run(recorded_digests(tables, &wanted))
+            .map_err(|e| Arc::new(e) as Shared)
     };
     let fail_all = |summary: &mut RunSummary, uris: Vec<String>, e: Shared| {
         for object in uris {
@@ -1099,9 +1096,8 @@ fn ingest_digests<S: SourceObject>(
     }
     let uris = |ds: &[crate::integrity::Digest]| ds.iter().map(|d| d.source_uri.clone()).collect();
     if !ok.is_empty() {
-        match loc.block_on(append_digests(tables, &ok)) {
-            Ok(Ok(_)) => summary.digests += ok.len() as u64,
-            Ok(Err(e)) => fail_all(summary, uris(&ok), Arc::new(e)),
+        match loc.run(append_digests(tables, &ok)) {
+            Ok(_) => summary.digests += ok.len() as u64,
             Err(e) => fail_all(summary, uris(&ok), Arc::new(e)),
         }
     }
@@ -1251,14 +1247,10 @@ fn ingest_group<S: SourceObject>(
     let trail_written = if trail.is_empty() {
         Ok(())
     } else {
-        match tables
+        tables
             .location()
-            .block_on(crate::lake::trail::append_trail_events(tables, &trail))
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(crate::lake::table::TableError::from(e)),
-        }
+            .run(crate::lake::trail::append_trail_events(tables, &trail))
+            .map(|_| ())
     };
     let committed = match trail_written {
         Ok(()) => commit_group(staged, &reports, lake, tables, opts),
@@ -1436,23 +1428,16 @@ fn commit_group(
     // The rows are committed: a failed projection into `objects` is healed by the next
     // writer's, so it is logged, not an object failure.
     let mut warnings = Vec::new();
-    match loc.block_on(tables.sync_objects()) {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => warnings.push(format!("objects table not updated yet: {e}")),
-        Err(e) => warnings.push(format!("objects table not updated yet: {e}")),
+    if let Err(e) = loc.run(tables.sync_objects()) {
+        warnings.push(format!("objects table not updated yet: {e}"));
     }
     // See `IngestOptions::checkpoint_objects`.
-    if records.len() >= opts.checkpoint_objects.max(1) {
-        let failed = match loc.block_on(tables.checkpoint(TABLE, version)) {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
-        };
-        warnings.extend(
-            failed.map(|e| {
-                format!("no checkpoint after version {version} (readers replay more): {e}")
-            }),
-        );
+    if records.len() >= opts.checkpoint_objects.max(1)
+        && let Err(e) = loc.run(tables.checkpoint(TABLE, version))
+    {
+        warnings.push(format!(
+            "no checkpoint after version {version} (readers replay more): {e}"
+        ));
     }
     Ok((version, files.len() as u64, warnings))
 }

@@ -1170,6 +1170,15 @@ impl Location {
             .unwrap_or_else(|_| Err(std::io::Error::other("a lake table task panicked")))
         })
     }
+
+    /// [`Location::block_on`] of a table API future: the runtime's own failure is a
+    /// [`TableError`] too, so callers handle one error.
+    pub fn run<T: Send>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, TableError>> + Send,
+    ) -> Result<T, TableError> {
+        self.block_on(fut)?
+    }
 }
 
 #[cfg(test)]
