@@ -215,6 +215,20 @@ impl<'a> Cursor<'a> {
         Ok(Obj(is_object.then_some(value)))
     }
 
+    /// [`Cursor::obj`] into `slot`, in place: a record's larger blocks are not copied out
+    /// of a returned value.
+    pub fn obj_into<T: Default>(
+        &mut self,
+        slot: &mut Obj<T>,
+        mut member: impl FnMut(&mut T, &mut Self, Cow<'a, str>) -> Result<()>,
+    ) -> Result<()> {
+        let value = slot.0.insert(T::default());
+        if !self.object(|c, key| member(value, c, key))? {
+            slot.0 = None;
+        }
+        Ok(())
+    }
+
     /// If the next value is an object, the [`Text`] of its member `name` (the other members
     /// are validated and skipped); otherwise, or without that member, `Text(None)`.
     pub fn member_text(&mut self, name: &str) -> Result<Text<'a>> {
