@@ -540,7 +540,8 @@ fn read_body(
         n: 0,
         cap: limits.decompressed_bytes,
     });
-    let stem = crate::lake::object_file_stem(&uri);
+    let (object, object_date) = object_identity(&uri);
+    let stem = crate::lake::file_stem_of_identity(&object);
     let mut rows = RowsSoFar::Memory(Vec::new(), 0);
     let mut rejects = RejectSink {
         lake,
@@ -641,7 +642,6 @@ fn read_body(
     let rejects_file = rejects
         .commit()
         .map_err(|e| fail(e.into(), counts.records))?;
-    let (object, object_date) = object_identity(&uri);
     Ok(ReadObject {
         report: ObjectReport {
             uri,
@@ -707,13 +707,26 @@ impl WorkerFiles<'_> {
 /// within a day (account by account) every worker's share began with its region's first
 /// objects after midnight, whose few late records of the day before each made a file
 /// there: 35 files for a day of 17,160 objects on 2 cores, against 18 in time order.
+///
+/// Returns the object's sort key in that order and its identity ([`object_identity`]),
+/// from one parse of its name.
 #[cfg(feature = "query")]
-fn delivery_order(uri: &str) -> (bool, String, String, String) {
+fn delivery_order_and_identity(uri: &str) -> DeliveryAndIdentity {
     match ObjectName::parse(uri) {
-        Some(name) => (false, name.date, name.stamp, uri.to_owned()),
-        None => (true, String::new(), String::new(), uri.to_owned()),
+        Some(name) => (
+            (false, name.date.clone(), name.stamp, uri.to_owned()),
+            (name.canonical, Some(name.date)),
+        ),
+        None => (
+            (true, String::new(), String::new(), uri.to_owned()),
+            (uri.to_owned(), None),
+        ),
     }
 }
+
+/// An object's delivery-order sort key and its identity.
+#[cfg(feature = "query")]
+type DeliveryAndIdentity = ((bool, String, String, String), (String, Option<String>));
 
 /// An object's identity in the `objects` table and the date in its CloudTrail key: its key
 /// from `AWSLogs/` on (the same for an S3 original and a local copy), else its URI.
@@ -990,23 +1003,30 @@ pub fn ingest_with<S: SourceObject>(
     let mut summary = RunSummary::default();
     let (digests, objects): (Vec<&S>, Vec<&S>) = objects
         .iter()
-        .partition(|o| matches!(classify_name(o.uri()), ObjectKind::Skip(SkipReason::Digest)));
+        .partition(|o| object_name::is_digest_name(o.uri()));
     ingest_digests(&digests, &tables, opts, &mut summary);
-    let mut sorted: Vec<&S> = objects;
-    sorted.sort_by_cached_key(|o| delivery_order(o.uri()));
+    // Each name parsed once, for the order and for the identity the `objects` check uses.
+    let mut named: Vec<(&S, DeliveryAndIdentity)> = objects
+        .into_iter()
+        .map(|o| (o, delivery_order_and_identity(o.uri())))
+        .collect();
+    named.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    let (sorted, identities): (Vec<&S>, Vec<(String, Option<String>)>) =
+        named.into_iter().map(|(o, (_, id))| (o, id)).unzip();
+    let mut taken = 0;
     for group in commit_groups(&sorted, opts) {
-        let wanted: Vec<(String, Option<String>)> =
-            group.iter().map(|o| object_identity(o.uri())).collect();
+        let wanted = &identities[taken..taken + group.len()];
+        taken += group.len();
         let done = if opts.reingest {
             std::collections::HashSet::new()
         } else {
-            loc.block_on(tables.ingested(&wanted))??
+            loc.block_on(tables.ingested(wanted))??
         };
         // The same object twice in one run (an S3 original and its local copy) is read once.
         let mut seen = std::collections::HashSet::new();
         let todo: Vec<&S> = group
             .iter()
-            .zip(&wanted)
+            .zip(wanted)
             .filter(|(_, (id, _))| !done.contains(id) && seen.insert(id.as_str()))
             .map(|(o, _)| *o)
             .collect();
@@ -1478,7 +1498,7 @@ mod tests {
         let b_mid = key("444455556666", "eu-west-1", "20261102T1200Z");
         let other = "/t/notes/export.json".to_owned();
         let mut uris = vec![&other, &a_late, &b_mid, &b_early, &a_early];
-        uris.sort_by_cached_key(|u| delivery_order(u));
+        uris.sort_by_cached_key(|u| delivery_order_and_identity(u).0);
         assert_eq!(uris, [&a_early, &b_mid, &b_early, &a_late, &other]);
     }
 

@@ -65,7 +65,7 @@ fn is_digits(s: &str, n: usize) -> bool {
 impl ObjectName {
     /// Parses a log object key or path. Returns None unless it follows the layout exactly.
     pub fn parse(key: &str) -> Option<ObjectName> {
-        let key = key.replace('\\', "/");
+        let key = forward_slashes(key);
         let at = find_segment(&key, "AWSLogs")?;
         let prefix = key[..at].trim_end_matches('/');
         let canonical = key[at..].to_owned();
@@ -106,10 +106,40 @@ impl ObjectName {
     }
 }
 
+/// Whether [`classify_name`] says digest, without parsing a log's name.
+pub fn is_digest_name(key: &str) -> bool {
+    let norm = forward_slashes(key);
+    let file = norm.rsplit('/').next().unwrap_or(&norm);
+    not_a_log(&norm, file) == Some(SkipReason::Digest)
+}
+
+/// The signature, digest and Insights files of CloudTrail's layout, by their names.
+fn not_a_log(norm: &str, file: &str) -> Option<SkipReason> {
+    if file.ends_with(".json.gz.signature") || file.ends_with(".json.signature") {
+        return Some(SkipReason::Signature);
+    }
+    if find_segment(norm, "CloudTrail-Digest").is_some() || file.contains("_CloudTrail-Digest_") {
+        return Some(SkipReason::Digest);
+    }
+    if find_segment(norm, "CloudTrail-Insight").is_some() || file.contains("_CloudTrail-Insight_") {
+        return Some(SkipReason::Insight);
+    }
+    None
+}
+
+/// `key` with Windows separators made `/` (a copy only when it has any).
+fn forward_slashes(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains('\\') {
+        key.replace('\\', "/").into()
+    } else {
+        key.into()
+    }
+}
+
 /// The key from its `AWSLogs/` segment on: the same for an object wherever it is copied
 /// (`s3://bucket/prefix/AWSLogs/...`, `/copy/AWSLogs/...`).
 pub fn canonical_key(key: &str) -> Option<String> {
-    let key = key.replace('\\', "/");
+    let key = forward_slashes(key);
     let at = find_segment(&key, "AWSLogs")?;
     Some(key[at..].to_owned())
 }
@@ -132,17 +162,10 @@ fn find_segment(path: &str, segment: &str) -> Option<usize> {
 
 /// Classifies an object by its key or path.
 pub fn classify_name(key: &str) -> ObjectKind {
-    let norm = key.replace('\\', "/");
+    let norm = forward_slashes(key);
     let file = norm.rsplit('/').next().unwrap_or(&norm);
-    if file.ends_with(".json.gz.signature") || file.ends_with(".json.signature") {
-        return ObjectKind::Skip(SkipReason::Signature);
-    }
-    if find_segment(&norm, "CloudTrail-Digest").is_some() || file.contains("_CloudTrail-Digest_") {
-        return ObjectKind::Skip(SkipReason::Digest);
-    }
-    if find_segment(&norm, "CloudTrail-Insight").is_some() || file.contains("_CloudTrail-Insight_")
-    {
-        return ObjectKind::Skip(SkipReason::Insight);
+    if let Some(reason) = not_a_log(&norm, file) {
+        return ObjectKind::Skip(reason);
     }
     if let Some(name) = ObjectName::parse(&norm) {
         return ObjectKind::Log(name);
@@ -240,5 +263,26 @@ mod tests {
             ObjectName::parse("AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/x.json.gz"),
             None
         );
+    }
+
+    #[test]
+    fn is_digest_name_agrees_with_classify_name() {
+        let digest = "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/11/01/111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20261101T120000Z.json.gz";
+        for name in [
+            LOG,
+            digest,
+            &format!("C:\\copy\\{}", digest.replace('/', "\\")),
+            &format!("{digest}.signature"),
+            "exports/111122223333_CloudTrail-Digest_us-east-1_x.json.gz",
+            "AWSLogs/111122223333/CloudTrail-Insight/us-east-1/2026/11/01/x.json.gz",
+            "exports/events.ndjson",
+        ] {
+            assert_eq!(
+                is_digest_name(name),
+                classify_name(name) == ObjectKind::Skip(SkipReason::Digest),
+                "{name}"
+            );
+        }
+        assert!(is_digest_name(digest));
     }
 }

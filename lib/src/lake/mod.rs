@@ -33,7 +33,6 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
-use crate::ingest::object_name::ObjectName;
 use crate::schema::TABLE;
 
 /// Errors writing to the lake.
@@ -219,11 +218,13 @@ impl LakeStore for LocalLake {
 /// The stable base name of the lake files of one source object: a readable stem plus a
 /// hash of the object's identity.
 pub fn object_file_stem(source_uri: &str) -> String {
-    let identity = match ObjectName::parse(source_uri) {
-        Some(name) => name.canonical,
-        None => source_uri.to_owned(),
-    };
-    let file = identity.rsplit(['/', '\\']).next().unwrap_or(&identity);
+    file_stem_of_identity(&crate::ingest::object_identity(source_uri).0)
+}
+
+/// [`object_file_stem`] of an object whose identity ([`crate::ingest::object_identity`])
+/// is known.
+pub(crate) fn file_stem_of_identity(identity: &str) -> String {
+    let file = identity.rsplit(['/', '\\']).next().unwrap_or(identity);
     let stem = file
         .strip_suffix(".gz")
         .unwrap_or(file)
