@@ -267,6 +267,108 @@ fn threads_beyond_the_writers_add_no_file() {
     }
 }
 
+/// A local lake whose staging directory is missing: every data file a writer starts
+/// fails, and nothing else does.
+#[derive(Debug)]
+struct NoStaging {
+    lake: LocalLake,
+    staging: PathBuf,
+}
+
+impl LakeStore for NoStaging {
+    fn uri(&self) -> String {
+        self.lake.uri()
+    }
+    fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+    fn publish(&self, staged: &Path, rel: &str) -> Result<(), kms_audit::lake::LakeError> {
+        self.lake.publish(staged, rel)
+    }
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, kms_audit::lake::LakeError> {
+        self.lake.read(rel)
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<kms_audit::lake::LakeFile>, kms_audit::lake::LakeError> {
+        self.lake.list(prefix)
+    }
+    fn fetch(&self, rel: &str, local: &Path) -> Result<(), kms_audit::lake::LakeError> {
+        self.lake.fetch(rel, local)
+    }
+    fn delete(&self, rel: &str) -> Result<(), kms_audit::lake::LakeError> {
+        self.lake.delete(rel)
+    }
+    fn location(&self) -> Result<Location, kms_audit::lake::table::TableError> {
+        self.lake.location()
+    }
+}
+
+#[test]
+fn a_failed_writer_fails_only_the_objects_whose_rows_it_held() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let m = tree(&dir.path().join("trail"), 6, 29);
+    // Objects without a KMS event put nothing in the shared files.
+    let quiet = dir.path().join("quiet");
+    std::fs::create_dir_all(&quiet).expect("mkdir");
+    for i in 0..3 {
+        let records: Vec<Value> = (0..5)
+            .map(|j| {
+                serde_json::json!({
+                    "eventVersion": "1.09", "eventSource": "s3.amazonaws.com",
+                    "eventName": "GetObject", "eventTime": "2026-11-02T10:00:00Z",
+                    "eventID": format!("q-{i}-{j}"), "awsRegion": "us-east-1",
+                })
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("json");
+        std::fs::write(quiet.join(format!("quiet-{i}.json.gz")), crate::gz(&body)).expect("write");
+    }
+    let (objs, _) = local_sources(&[dir.path().join("trail"), quiet.clone()]).expect("sources");
+    let root = dir.path().join("lake");
+    let broken = NoStaging {
+        lake: LocalLake::open(&root).expect("lake"),
+        staging: root.join("no-such-staging"),
+    };
+    let opts = IngestOptions {
+        keep_all_reports: true,
+        ..IngestOptions::default()
+    };
+    let run = ingest_with(&objs, &broken, &opts, &|_| {}).expect("ingest");
+    assert!(!run.failures.is_empty());
+    assert_eq!(run.failures.len() + run.reports.len(), objs.len());
+    for f in &run.failures {
+        assert!(f.to_string().contains("worker files"), "{f}");
+    }
+    // The objects without KMS events are committed; no other is.
+    assert!(
+        run.reports.iter().all(|r| r.counts.kms_events == 0),
+        "{:?}",
+        run.reports
+    );
+    let committed: BTreeSet<&str> = run.reports.iter().map(|r| r.uri.as_str()).collect();
+    for i in 0..3 {
+        let uri = quiet.join(format!("quiet-{i}.json.gz"));
+        assert!(
+            committed.contains(uri.to_str().expect("utf-8")),
+            "{committed:?}"
+        );
+    }
+    assert!(run.reports.iter().all(|r| r.version.is_some()));
+    // Nothing is lost: a working run reads exactly the objects that failed, and no other.
+    let lake = LocalLake::open(&root).expect("lake");
+    let again = ingest_with(&objs, &lake, &opts, &|_| {}).expect("ingest");
+    assert_eq!(again.objects_failed, 0, "{:?}", again.failures);
+    assert_eq!(again.objects_already_ingested as usize, run.reports.len());
+    let failed: BTreeSet<&str> = run.failures.iter().map(|f| f.object.as_str()).collect();
+    let reread: BTreeSet<&str> = again.reports.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(failed, reread);
+    assert_eq!(again.counts.kms_events, m.kms_records);
+    let ids = local_event_ids(&root);
+    assert_eq!(ids.len() as u64, m.kms_records);
+}
+
 #[test]
 fn reingest_adds_no_row_no_file_and_no_commit() {
     let dir = tempfile::tempdir().expect("tmp");

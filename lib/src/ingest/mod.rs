@@ -1241,7 +1241,7 @@ fn ingest_group<S: SourceObject>(
         match &finished[writer_of(i)] {
             Ok(_) => reports.extend(out.pending),
             Err(e) => {
-                // The writer's files hold rows of every small object of its workers.
+                // Its files hold the rows of each small object with KMS events of its workers.
                 summary
                     .failures
                     .extend(out.pending.into_iter().map(|r| ObjectError {
@@ -1366,7 +1366,13 @@ fn read_objects<S: SourceObject>(
                             files.write(b, d);
                         }
                     }
-                    out.pending.push(read.report);
+                    // An object without KMS events has nothing in the shared files: their
+                    // failure is not its.
+                    if read.report.counts.kms_events == 0 {
+                        out.reports.push(read.report);
+                    } else {
+                        out.pending.push(read.report);
+                    }
                 }
                 PendingRows::Files(own) => {
                     out.staged.extend(own);
