@@ -65,18 +65,36 @@ fn is_digits(s: &str, n: usize) -> bool {
 impl ObjectName {
     /// Parses a log object key or path. Returns None unless it follows the layout exactly.
     pub fn parse(key: &str) -> Option<ObjectName> {
+        // Validated on borrowed parts before anything is allocated: a run parses each
+        // object's name a few times, and `format!` and a `Vec` of parts cost more than the
+        // checks.
         let key = forward_slashes(key);
         let at = find_segment(&key, "AWSLogs")?;
         let prefix = key[..at].trim_end_matches('/');
-        let canonical = key[at..].to_owned();
-        let mut parts: Vec<&str> = canonical.split('/').collect();
+        let canonical = &key[at..];
         // AWSLogs / [o-org /] account / CloudTrail / region / Y / M / D / file
-        let org_id = if parts.len() == 9 && parts[1].starts_with("o-") {
-            Some(parts.remove(1).to_owned())
-        } else {
-            None
+        let mut parts = [""; 9];
+        let mut n = 0;
+        for part in canonical.split('/') {
+            *parts.get_mut(n)? = part;
+            n += 1;
+        }
+        let (org_id, parts) = match n {
+            9 if parts[1].starts_with("o-") => (
+                Some(parts[1]),
+                [
+                    parts[0], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7], parts[8],
+                ],
+            ),
+            8 => (
+                None,
+                [
+                    parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
+                ],
+            ),
+            _ => return None,
         };
-        if parts.len() != 8 || parts[2] != "CloudTrail" {
+        if parts[2] != "CloudTrail" {
             return None;
         }
         let (account, region, y, m, d, file) =
@@ -87,21 +105,25 @@ impl ObjectName {
         let stem = file
             .strip_suffix(".json.gz")
             .or_else(|| file.strip_suffix(".json"))?;
-        let expected = format!("{account}_CloudTrail_{region}_");
-        let rest = stem.strip_prefix(&expected)?;
+        // `<account>_CloudTrail_<region>_<stamp>_<unique>`
+        let rest = stem
+            .strip_prefix(account)?
+            .strip_prefix("_CloudTrail_")?
+            .strip_prefix(region)?
+            .strip_prefix('_')?;
         let (stamp, unique) = rest.split_once('_')?;
         if stamp.len() != 14 || !stamp.ends_with('Z') || unique.is_empty() {
             return None;
         }
         Some(ObjectName {
             prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
-            org_id,
+            org_id: org_id.map(str::to_owned),
             account: account.to_owned(),
             region: region.to_owned(),
-            date: format!("{y}-{m}-{d}"),
+            date: [y, m, d].join("-"),
             stamp: stamp.to_owned(),
             unique: unique.to_owned(),
-            canonical,
+            canonical: canonical.to_owned(),
         })
     }
 }
@@ -147,7 +169,8 @@ pub fn canonical_key(key: &str) -> Option<String> {
 /// Byte index of a whole path segment.
 fn find_segment(path: &str, segment: &str) -> Option<usize> {
     let mut from = 0;
-    while let Some(i) = path[from..].find(segment) {
+    // memchr's search, not `str::find`, whose two-way searcher is built for every call.
+    while let Some(i) = memchr::memmem::find(&path.as_bytes()[from..], segment.as_bytes()) {
         let at = from + i;
         let before_ok = at == 0 || path.as_bytes()[at - 1] == b'/';
         let after = at + segment.len();
@@ -256,6 +279,15 @@ mod tests {
         // "AWSLogsX" is not the AWSLogs segment.
         assert_eq!(
             ObjectName::parse(&format!("x/AWSLogsX/{}", &LOG[8..])),
+            None
+        );
+        // Nor are longer ones, or nine segments without an organization.
+        assert_eq!(
+            ObjectName::parse(&LOG.replace("/CloudTrail/", "/CloudTrail/x/")),
+            None
+        );
+        assert_eq!(
+            ObjectName::parse(&LOG.replace("AWSLogs/", "AWSLogs/x-1/")),
             None
         );
         // Truncated layouts are not logs.

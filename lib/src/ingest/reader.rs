@@ -113,23 +113,15 @@ impl Read for Decoded {
 /// Wraps a reader, gunzipping it if it starts with the gzip magic bytes. The first two
 /// bytes are read however the source delivers them (a network stream may return one byte
 /// at a time) and put back in front of the stream.
-pub fn decompressing<R: Read + Send + 'static>(mut src: R) -> io::Result<Decoded> {
-    let mut head = [0u8; 2];
-    let mut n = 0;
-    while n < head.len() {
-        match src.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let stream = io::Cursor::new(head[..n].to_vec()).chain(src);
-    let gzip = head[..n] == [0x1f, 0x8b];
+pub fn decompressing<R: Read + Send + 'static>(src: R) -> io::Result<Decoded> {
+    // The magic bytes are looked at in the input's buffer: reading them on their own cost
+    // every object a read call of two bytes.
+    let mut input = SpareBufReader::new(src);
+    let gzip = input.peek(2)? == [0x1f, 0x8b];
     let inner: Box<dyn Read + Send> = if gzip {
-        Box::new(MultiGzDecoder::new(SpareBufReader::new(stream)))
+        Box::new(MultiGzDecoder::new(input))
     } else {
-        Box::new(stream)
+        Box::new(input)
     };
     Ok(Decoded { inner, gzip })
 }
@@ -153,6 +145,28 @@ impl<R> SpareBufReader<R> {
             pos: 0,
             filled: 0,
         }
+    }
+}
+
+impl<R: Read> SpareBufReader<R> {
+    /// The next `n` bytes without consuming them, fewer only where the input ends. They are
+    /// read however the source delivers them (a network stream may return one byte at a
+    /// time).
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        while self.filled < n.min(self.buf.len()) {
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(0) => break,
+                Ok(k) => self.filled += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(&self.buf[..self.filled.min(n)])
     }
 }
 
