@@ -111,13 +111,12 @@ impl Read for Decoded {
 }
 
 /// Wraps a reader, gunzipping it if it starts with the gzip magic bytes. The first two
-/// bytes are read however the source delivers them (a network stream may return one byte
-/// at a time) and put back in front of the stream.
+/// bytes are read into the input's buffer however the source delivers them (a network
+/// stream may return one byte at a time), and stay there for the decoder or the caller.
 pub fn decompressing<R: Read + Send + 'static>(src: R) -> io::Result<Decoded> {
-    // The magic bytes are looked at in the input's buffer: reading them on their own cost
-    // every object a read call of two bytes.
+    // Looked at in the buffer: reading them on their own cost every object a read call.
     let mut input = SpareBufReader::new(src);
-    let gzip = input.peek(2)? == [0x1f, 0x8b];
+    let gzip = input.peek_start(2)? == [0x1f, 0x8b];
     let inner: Box<dyn Read + Send> = if gzip {
         Box::new(MultiGzDecoder::new(input))
     } else {
@@ -149,15 +148,10 @@ impl<R> SpareBufReader<R> {
 }
 
 impl<R: Read> SpareBufReader<R> {
-    /// The next `n` bytes without consuming them, fewer only where the input ends. They are
-    /// read however the source delivers them (a network stream may return one byte at a
-    /// time).
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.pos > 0 {
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
-            self.pos = 0;
-        }
+    /// The first `n` bytes of the input (fewer only where it ends), read into the buffer
+    /// and not consumed. Only before anything has been read.
+    fn peek_start(&mut self, n: usize) -> io::Result<&[u8]> {
+        debug_assert_eq!(self.pos, 0, "peek_start after a read");
         while self.filled < n.min(self.buf.len()) {
             match self.inner.read(&mut self.buf[self.filled..]) {
                 Ok(0) => break,
