@@ -1519,7 +1519,8 @@ mod tests {
 
     /// The listing's order is that of a walk sorted by name in every directory, whatever
     /// the names' bytes below and above the separator, and each file's URI is its
-    /// canonical path, also when the root is given relative to a symbolic link.
+    /// canonical path, also when the root is given relative to a symbolic link; links
+    /// below the root are not followed.
     #[test]
     #[cfg(unix)]
     fn listing_is_in_walk_order_with_canonical_uris() {
@@ -1541,6 +1542,9 @@ mod tests {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(&path, b"{}").expect("write");
         }
+        // Links below the root are neither followed nor taken.
+        std::os::unix::fs::symlink(real.join("a"), real.join("c")).expect("symlink");
+        std::os::unix::fs::symlink(real.join("a.json"), real.join("d.json")).expect("symlink");
         let mut want: Vec<PathBuf> = Vec::new();
         for entry in walkdir::WalkDir::new(&real).sort_by_file_name() {
             let entry = entry.expect("walk");

@@ -278,7 +278,14 @@ pub(crate) fn writer_properties() -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::None)
         .set_column_statistics_enabled(column_path("event_time"), EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(128 * 1024))
-        .set_max_row_group_bytes(Some(8 * 1024 * 1024));
+        .set_max_row_group_bytes(Some(8 * 1024 * 1024))
+        // A dictionary column's page keeps an 8-byte index per row until it is written,
+        // and its few bytes per row never reach the size limit: with Parquet's default of
+        // 20,000 rows a page, those indices were 12.8 MB of a 72-hour trail's 47 MB heap
+        // peak (heaptrack), grown again for every page. With 2,048 rows the heap peaks at
+        // 29 MB, `kms-audit ingest` takes 35-42% fewer page faults (`perf stat -e
+        // page-faults`) for the same instructions, and files grow by 0.5%.
+        .set_data_page_row_count_limit(2048);
     for col in INGEST_ZSTD_COLUMNS {
         b = b.set_column_compression(column_path(col), zstd());
     }
