@@ -1127,6 +1127,24 @@ pub struct Arrivals {
     pub without_stats: usize,
 }
 
+/// The runtime of local lakes' table futures, one for the process. Multi-threaded (with
+/// one worker) because delta-rs gives each table operation on a current-thread runtime an
+/// executor of its own, a thread with a runtime of its own: with a fresh current-thread
+/// runtime for every call, one `kms-audit ingest` started some 90 threads, and a fresh
+/// blocking pool for the store's file operations each time.
+fn local_runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kms-audit-lake")
+        .enable_all()
+        .build()?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
 /// `name=value` (or Hive's null partition).
 pub fn partition_dir(column: &str, value: Option<&str>) -> String {
     format!("{column}={}", value.unwrap_or(crate::sql::NULL_PARTITION))
@@ -1151,24 +1169,24 @@ pub fn part_name(hint: i64) -> String {
 
 impl Location {
     /// Runs a future of the table API to completion from sync code (ingest's worker
-    /// threads, the CLI), inside a runtime or not: on a thread of its own, on the lake's
-    /// runtime (S3 connections belong to it) or on a small one of its own (local lakes).
+    /// threads, the CLI), inside a runtime or not: on the lake's runtime (S3 connections
+    /// belong to it) or on the one local lakes share, from a thread of its own when the
+    /// caller is inside a runtime already.
     pub fn block_on<F>(&self, fut: F) -> std::io::Result<F::Output>
     where
         F: std::future::Future + Send,
         F::Output: Send,
     {
-        std::thread::scope(|s| {
-            s.spawn(|| match &self.handle {
-                Some(h) => Ok(h.block_on(fut)),
-                None => tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map(|rt| rt.block_on(fut)),
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("a lake table task panicked")))
-        })
+        let run = |fut: F| match &self.handle {
+            Some(h) => Ok(h.block_on(fut)),
+            None => local_runtime().map(|rt| rt.block_on(fut)),
+        };
+        let panicked = |_| Err(std::io::Error::other("a lake table task panicked"));
+        if self.handle.is_none() && tokio::runtime::Handle::try_current().is_err() {
+            let call = std::panic::AssertUnwindSafe(|| run(fut));
+            return std::panic::catch_unwind(call).unwrap_or_else(panicked);
+        }
+        std::thread::scope(|s| s.spawn(|| run(fut)).join().unwrap_or_else(panicked))
     }
 
     /// [`Location::block_on`] of a table API future: the runtime's own failure is a
@@ -1198,6 +1216,59 @@ mod tests {
             skipped: 9 * n,
             rejected: 0,
             ingested_at: 7,
+        }
+    }
+
+    /// A local lake's table futures run from plain code, from inside either kind of tokio
+    /// runtime and from several threads at once; one that panics is an error, not an
+    /// unwind into the caller.
+    #[test]
+    fn local_table_futures_run_from_any_context() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let loc = Location::local(dir.path()).expect("lake");
+        let tables = Tables::new(loc.clone());
+        let wanted = vec![("x".to_owned(), Some("2026-11-02".to_owned()))];
+        let not_ingested = || {
+            let found = loc.run(tables.ingested(&wanted)).expect("ingested");
+            assert!(found.is_empty(), "{found:?}");
+        };
+        loc.run(tables.ensure()).expect("ensure from plain code");
+        not_ingested();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(not_ingested);
+            }
+        });
+        let panics = || {
+            loc.block_on(async {
+                if wanted.is_empty() {
+                    0
+                } else {
+                    panic!("a test panic")
+                }
+            })
+        };
+        assert!(
+            panics()
+                .expect_err("a panic")
+                .to_string()
+                .contains("panicked")
+        );
+        let runtimes = [
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build(),
+        ];
+        for rt in runtimes {
+            rt.expect("runtime").block_on(async {
+                loc.run(tables.ensure()).expect("ensure inside a runtime");
+                not_ingested();
+                assert!(panics().is_err());
+            });
         }
     }
 
