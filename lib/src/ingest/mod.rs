@@ -735,16 +735,12 @@ impl WorkerFiles<'_> {
 /// from one parse of its name.
 #[cfg(feature = "query")]
 fn delivery_order_and_identity(uri: &str) -> DeliveryAndIdentity {
-    match ObjectName::parse(uri) {
-        Some(name) => (
-            (false, name.date.clone(), name.stamp, uri.to_owned()),
-            (name.canonical, Some(name.date)),
-        ),
-        None => (
-            (true, String::new(), String::new(), uri.to_owned()),
-            (uri.to_owned(), None),
-        ),
-    }
+    let name = ObjectName::parse(uri);
+    let order = match &name {
+        Some(n) => (false, n.date.clone(), n.stamp.clone(), uri.to_owned()),
+        None => (true, String::new(), String::new(), uri.to_owned()),
+    };
+    (order, identity_of(name, uri))
 }
 
 /// An object's delivery-order sort key and its identity.
@@ -754,7 +750,13 @@ type DeliveryAndIdentity = ((bool, String, String, String), (String, Option<Stri
 /// An object's identity in the `objects` table and the date in its CloudTrail key: its key
 /// from `AWSLogs/` on (the same for an S3 original and a local copy), else its URI.
 pub fn object_identity(uri: &str) -> (String, Option<String>) {
-    match ObjectName::parse(uri) {
+    identity_of(ObjectName::parse(uri), uri)
+}
+
+/// [`object_identity`] from the parsed name: the `objects` check of a run and the record
+/// of what it read must agree on it.
+fn identity_of(name: Option<ObjectName>, uri: &str) -> (String, Option<String>) {
+    match name {
         Some(name) => (name.canonical, Some(name.date)),
         None => (uri.to_owned(), None),
     }
