@@ -1268,6 +1268,47 @@ mod tests {
         }
     }
 
+    /// Commits stop once their entry is written (no post-commit replay) but still write
+    /// the checkpoint every `checkpointInterval` (100) versions, and a new table is one
+    /// version-0 entry of protocol (1, 2) and its metadata.
+    #[test]
+    fn commits_checkpoint_every_hundred_versions() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let loc = Location::local(dir.path()).expect("lake");
+        let tables = Tables::new(loc.clone());
+        loc.run(tables.create_tables()).expect("create");
+        let log = dir.path().join(TABLE).join("_delta_log");
+        let first = std::fs::read_to_string(log.join(format!("{:020}.json", 0))).expect("v0");
+        assert!(first.contains(r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#));
+        assert!(
+            first.contains(r#""partitionColumns":["event_date"]"#),
+            "{first}"
+        );
+        let checkpoints = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&log)
+                .expect("log")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".checkpoint.parquet"))
+                .collect();
+            names.sort();
+            names
+        };
+        for n in 1..=99 {
+            let v = loc
+                .run(tables.append_events(&[], &[record(n % 9 + 1)]))
+                .expect("commit");
+            assert_eq!(v, n as i64);
+            if n == 98 {
+                assert!(checkpoints().is_empty());
+            }
+        }
+        assert_eq!(checkpoints(), [format!("{:020}.checkpoint.parquet", 99)]);
+        let snap = loc
+            .run(tables.snapshot(TABLE, &AsOf::Latest))
+            .expect("snap");
+        assert_eq!(snap.version, 99);
+    }
+
     /// A local lake's table futures run from plain code, from inside either kind of tokio
     /// runtime and from several threads at once; one that panics is an error, not an
     /// unwind into the caller.
