@@ -25,7 +25,9 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as StorePath};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitProperties, TableReference, TransactionError,
+};
 use deltalake::kernel::{Action, Add, Remove, StructType, Transaction};
 use deltalake::logstore::{LogStoreRef, StorageConfig, default_logstore};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -517,12 +519,9 @@ impl Tables {
         };
         // A concurrent creator's version 0 fails this one (not a second metadata commit
         // on top of it).
-        CommitBuilder::from(CommitProperties::default().with_max_retries(0))
-            .with_actions(vec![Action::Protocol(protocol), Action::Metadata(metadata)])
-            .build(None, log_store, op)
-            .into_prepared_commit_future()
-            .await?
-            .await?;
+        let builder = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
+            .with_actions(vec![Action::Protocol(protocol), Action::Metadata(metadata)]);
+        write_entry(builder, None, log_store, op).await?;
         Ok(())
     }
 
@@ -1103,23 +1102,35 @@ async fn commit(
     let interval =
         deltalake::table::config::TablePropertiesExt::checkpoint_interval(state.table_config())
             .get();
-    // The entry is written, and delta-rs's post-commit work is left out: it replays the
-    // new entry into a snapshot no caller here uses (an ingest entry lists every object it
-    // covers, 1.4 MB of JSON for 2,592 objects), and would fail a commit already made when
-    // its checkpoint fails. Its checkpoint every `checkpointInterval` versions is kept.
-    let written = CommitBuilder::from(props)
+    let builder = CommitBuilder::from(props)
         .with_actions(actions)
-        .with_app_metadata(app_metadata)
-        .build(Some(&state), table.log_store(), op)
-        .into_prepared_commit_future()
-        .await?
-        .await?;
-    let version = written.version;
+        .with_app_metadata(app_metadata);
+    let version = write_entry(builder, Some(&state), table.log_store(), op).await?;
+    // delta-rs's checkpoint every `checkpointInterval` versions, which `write_entry` leaves
+    // out with the rest of the post-commit work.
     if (version + 1).is_multiple_of(interval) && table.load_version(version).await.is_ok() {
         // A missed checkpoint makes readers replay more entries, until the next one.
         let _ = deltalake::checkpoints::create_checkpoint(table, None).await;
     }
     Ok(version as i64)
+}
+
+/// Writes a commit's entry on top of `state` (none for version 0) and returns its version,
+/// without delta-rs's post-commit work: that replays the new entry into a snapshot no caller
+/// here uses (an ingest entry lists every object it covers, 1.4 MB of JSON for 2,592
+/// objects), and fails a commit already made when its checkpoint fails.
+async fn write_entry(
+    builder: CommitBuilder,
+    state: Option<&dyn TableReference>,
+    log_store: LogStoreRef,
+    op: DeltaOperation,
+) -> Result<u64, DeltaTableError> {
+    let written = builder
+        .build(state, log_store, op)
+        .into_prepared_commit_future()
+        .await?
+        .await?;
+    Ok(written.version)
 }
 
 fn is_conflict(e: &DeltaTableError) -> bool {
