@@ -7,6 +7,9 @@
 //! * decompression only (gunzip to nothing), MB/s of decompressed JSON;
 //! * decompression and the SHA-256 of the decompressed bytes (what ingest must do before
 //!   parsing: CloudTrail's digests list that hash), the floor under end to end;
+//! * everything before the parser (decompression, SHA-256, the record split and the KMS
+//!   test, streaming as ingest reads), which with the Parquet writing of the same rows is
+//!   the floor of this design: end to end with a parser and columns that cost nothing;
 //! * parse + extract (split records, skip non-KMS, parse KMS, fill Arrow batches) on bytes
 //!   already decompressed in memory, MB/s, and the time of each of those stages;
 //! * end to end (listing the trail's directory → gunzip → records → Parquet files in a
@@ -33,9 +36,10 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
 use kms_audit::ingest::batch::with_builder;
-use kms_audit::ingest::reader::{Item, RecordReader};
+use kms_audit::ingest::reader::{Item, RecordReader, decompressing};
 use kms_audit::ingest::record::{KMS_EVENT_SOURCE, Outcome, classify};
 use kms_audit::ingest::{
     BATCH_ROWS, INITIAL_ROWS, LocalFile, RunSummary, WORKER_BATCH_ROWS, ingest_all, ingest_object,
@@ -338,6 +342,23 @@ fn lakes_dir(dir: &Path) -> PathBuf {
 /// corpus (what each write got when every object's rows went to Parquet on their own),
 /// [`WORKER_BATCH_ROWS`] what a worker gathers across objects now.
 fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let all = lake_rows(lake)?;
+    let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3);
+    println!(
+        "Parquet alone, {} rows, fastest of {rounds}:",
+        all.num_rows()
+    );
+    for rows in [66, 256, WORKER_BATCH_ROWS, 4096] {
+        println!(
+            "  {rows:>5} rows a write: {:.3}s CPU",
+            parquet_write(&all, rows, rounds)?.cpu
+        );
+    }
+    Ok(())
+}
+
+/// Every row of a lake's `kms_events` files, in one batch of the table's schema.
+fn lake_rows(lake: &Path) -> Result<RecordBatch, Box<dyn std::error::Error>> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut batches = Vec::new();
     for (f, _) in data_files(lake) {
@@ -350,28 +371,61 @@ fn parquet_by_batch_rows(lake: &Path) -> Result<(), Box<dyn std::error::Error>> 
     }
     let schema = kms_audit::schema::schema();
     let all = arrow::compute::concat_batches(&schema, &batches)?;
-    let all = arrow::record_batch::RecordBatch::try_new(schema, all.columns().to_vec())?;
-    let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3);
-    println!(
-        "Parquet alone, {} rows, fastest of {rounds}:",
-        all.num_rows()
-    );
-    for rows in [66, 256, WORKER_BATCH_ROWS, 4096] {
-        let mut best = Timing::worst();
-        for _ in 0..rounds {
-            let (res, t) = timed(|| -> Result<(), parquet::errors::ParquetError> {
-                let mut w = ingest_file_writer(io::sink())?;
-                for offset in (0..all.num_rows()).step_by(rows) {
-                    w.write(&all.slice(offset, rows.min(all.num_rows() - offset)))?;
-                }
-                w.close().map(|_| ())
-            });
-            res?;
-            best = best.best(t);
-        }
-        println!("  {rows:>5} rows a write: {:.3}s CPU", best.cpu);
+    Ok(RecordBatch::try_new(schema, all.columns().to_vec())?)
+}
+
+/// The fastest of `rounds` writes of `all` to one ingest file, `rows` rows a write.
+fn parquet_write(
+    all: &RecordBatch,
+    rows: usize,
+    rounds: u64,
+) -> Result<Timing, parquet::errors::ParquetError> {
+    let mut best = Timing::worst();
+    for _ in 0..rounds.max(1) {
+        let (res, t) = timed(|| -> Result<(), parquet::errors::ParquetError> {
+            let mut w = ingest_file_writer(io::sink())?;
+            for offset in (0..all.num_rows()).step_by(rows) {
+                w.write(&all.slice(offset, rows.min(all.num_rows() - offset)))?;
+            }
+            w.close().map(|_| ())
+        });
+        res?;
+        best = best.best(t);
     }
-    Ok(())
+    Ok(best)
+}
+
+/// Counts and hashes (SHA-256) the bytes read through it, as ingest does.
+struct Sha256Reader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    n: u64,
+}
+
+impl<R> Sha256Reader<R> {
+    fn new(inner: R) -> Self {
+        use sha2::Digest;
+        Sha256Reader {
+            inner,
+            hasher: sha2::Sha256::new(),
+            n: 0,
+        }
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        use sha2::Digest;
+        std::mem::take(&mut self.hasher).finalize().to_vec()
+    }
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 /// An empty lake at `dir`, replacing whatever an earlier run left there.
@@ -510,6 +564,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = env_u64("KMS_AUDIT_BENCH_ROUNDS", 3).max(1);
     let mut t_dec = Timing::worst();
     let mut t_hash = Timing::worst();
+    let (mut t_pre, mut pre_candidates) = (Timing::worst(), 0);
     let mut t_gzip: Option<f64> = None;
     let mut t_e2e = Timing::worst();
     let (mut raw_bytes, mut e2e_kms, mut e2e_raw) = (0, 0, 0);
@@ -554,6 +609,33 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(hashed?, raw_bytes);
         t_hash = t_hash.best(t);
 
+        // 1c. Everything ingest does before the parser: decompression, the SHA-256, the
+        //     record split and the KMS test, streaming as ingest reads. With the Parquet
+        //     writing of the same rows (timed below), the floor of this design: what end
+        //     to end would take with a parser and column building that cost nothing.
+        let (split, t) = timed(|| -> io::Result<(u64, u64)> {
+            let finder = memchr::memmem::Finder::new(KMS_EVENT_SOURCE);
+            let (mut total, mut kms) = (0, 0);
+            for f in &files {
+                let gz = decompressing(fs::File::open(f)?)?;
+                let mut reader = RecordReader::new(Sha256Reader::new(gz));
+                while let Some(item) = reader.next_item().map_err(io::Error::other)? {
+                    if let Item::Object(b) = item {
+                        kms += u64::from(finder.find(b).is_some());
+                    }
+                }
+                let hashed = reader.get_mut();
+                io::copy(hashed, &mut io::sink())?;
+                total += hashed.n;
+                std::hint::black_box(hashed.finish());
+            }
+            Ok((total, kms))
+        });
+        let (split_bytes, candidates) = split?;
+        assert_eq!(split_bytes, raw_bytes);
+        pre_candidates = candidates;
+        t_pre = t_pre.best(t);
+
         // gzip -dc, for reference (file names go through xargs: one argument is capped at
         // 128 KB).
         let script = "find \"$1\" -path '*/CloudTrail/*' -name '*.gz' -print0 | sort -z | xargs -0 cat | gzip -dc > /dev/null";
@@ -582,7 +664,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(e2e_raw, raw_bytes);
     let (parse_secs, records, kms) = (pt.full, pt.records, pt.kms);
     assert_eq!(e2e_kms, kms);
+    // The pass before parsing saw every KMS record (and the others that mention KMS).
+    assert!(pre_candidates >= kms);
     let parse_breakdown = breakdown(&pt);
+
+    // 3b. Parquet writing of the same rows, as a worker writes them (the floor's rest).
+    let t_pq = parquet_write(
+        &lake_rows(&lakes.join("lake-1"))?,
+        WORKER_BATCH_ROWS,
+        rounds,
+    )?;
 
     // 4. End to end, all cores.
     let lake_dir_n = lakes.join("lake-n");
@@ -629,6 +720,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(g) = t_gzip {
         row("`gzip -dc` (reference)", g);
     }
+    row(
+        "decompression + SHA-256 + split + KMS test (all before parsing)",
+        t_pre.wall,
+    );
     row("parse + extract, decompressed input", parse_secs);
     row("end to end: gunzip → Parquet lake", t_e2e.wall);
     println!(
@@ -654,6 +749,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             t_par.cpu / g
         );
     }
+    // What end to end would take if parsing and building the columns cost nothing.
+    let floor = t_pre.cpu + t_pq.cpu;
+    println!(
+        "floor of this design (all before parsing {:.2}s + Parquet of the same rows {:.2}s, CPU): {:.2}s, {:.2}x decompression{}; parsing, building the columns and the rest take end to end's other {:.2}s",
+        t_pre.cpu,
+        t_pq.cpu,
+        floor,
+        floor / t_dec.cpu.max(1e-9),
+        t_gzip.map_or(String::new(), |g| format!(", {:.2}x `gzip -dc`", floor / g)),
+        t_e2e.cpu - floor
+    );
     println!("{parse_breakdown}");
     println!(
         "peak RSS during single-core end to end: {:.1} MB{}",
