@@ -42,8 +42,8 @@ use kms_audit::ingest::batch::with_builder;
 use kms_audit::ingest::reader::{Item, RecordReader, decompressing};
 use kms_audit::ingest::record::{KMS_EVENT_SOURCE, Outcome, classify};
 use kms_audit::ingest::{
-    BATCH_ROWS, INITIAL_ROWS, LocalFile, RunSummary, WORKER_BATCH_ROWS, ingest_all, ingest_object,
-    local_sources,
+    BATCH_ROWS, Hashing, INITIAL_ROWS, LocalFile, RunSummary, WORKER_BATCH_ROWS, ingest_all,
+    ingest_object, local_sources,
 };
 use kms_audit::lake::LocalLake;
 use kms_audit::lake::compact::{CompactOptions, compact};
@@ -395,39 +395,6 @@ fn parquet_write(
     Ok(best)
 }
 
-/// Counts and hashes (SHA-256) the bytes read through it, as ingest does.
-struct Sha256Reader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    n: u64,
-}
-
-impl<R> Sha256Reader<R> {
-    fn new(inner: R) -> Self {
-        use sha2::Digest;
-        Sha256Reader {
-            inner,
-            hasher: sha2::Sha256::new(),
-            n: 0,
-        }
-    }
-
-    fn finish(&mut self) -> Vec<u8> {
-        use sha2::Digest;
-        std::mem::take(&mut self.hasher).finalize().to_vec()
-    }
-}
-
-impl<R: Read> Read for Sha256Reader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use sha2::Digest;
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
 /// An empty lake at `dir`, replacing whatever an earlier run left there.
 fn fresh_lake(dir: &Path) -> io::Result<LocalLake> {
     let _ = fs::remove_dir_all(dir);
@@ -618,7 +585,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let (mut total, mut kms) = (0, 0);
             for f in &files {
                 let gz = decompressing(fs::File::open(f)?)?;
-                let mut reader = RecordReader::new(Sha256Reader::new(gz));
+                let mut reader = RecordReader::new(Hashing::new(gz, u64::MAX));
                 while let Some(item) = reader.next_item().map_err(io::Error::other)? {
                     if let Item::Object(b) = item {
                         kms += u64::from(finder.find(b).is_some());
@@ -626,8 +593,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let hashed = reader.get_mut();
                 io::copy(hashed, &mut io::sink())?;
-                total += hashed.n;
-                std::hint::black_box(hashed.finish());
+                total += hashed.bytes_read();
+                std::hint::black_box(hashed.finish_hex());
             }
             Ok((total, kms))
         });

@@ -383,11 +383,35 @@ impl Default for Limits {
 pub const OBJECT_MEMORY_BYTES: usize = 8 << 20;
 
 /// Hashes (SHA-256) the decompressed bytes as they are read, and caps their number.
-struct Hashing<R> {
+/// Public so that the benchmark times the reader ingest uses.
+#[derive(Debug)]
+pub struct Hashing<R> {
     inner: R,
     hasher: sha2::Sha256,
     n: u64,
     cap: u64,
+}
+
+impl<R> Hashing<R> {
+    /// Reads `inner`, refusing more than `cap` bytes.
+    pub fn new(inner: R, cap: u64) -> Self {
+        Hashing {
+            inner,
+            hasher: sha2::Digest::new(),
+            n: 0,
+            cap,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.n
+    }
+
+    /// The SHA-256 of the bytes read so far, in lower-case hex; the hash starts again.
+    pub fn finish_hex(&mut self) -> String {
+        hex(&sha2::Digest::finalize(std::mem::take(&mut self.hasher)))
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -557,12 +581,7 @@ fn read_body(
         )
     })?;
     let gzip = stream.is_gzip();
-    let mut reader = RecordReader::new(Hashing {
-        inner: stream,
-        hasher: sha2::Digest::new(),
-        n: 0,
-        cap: limits.decompressed_bytes,
-    });
+    let mut reader = RecordReader::new(Hashing::new(stream, limits.decompressed_bytes));
     let (object, object_date) = object_identity(&uri);
     let stem = Stem::new(&object);
     let mut rows = RowsSoFar::Memory(Vec::new(), 0);
@@ -654,9 +673,7 @@ fn read_body(
             counts.records,
         )
     })?;
-    let sha256 = hex(&sha2::Digest::finalize(std::mem::take(
-        &mut reader.get_mut().hasher,
-    )));
+    let sha256 = reader.get_mut().finish_hex();
     drop(reader);
     counts.bytes_in = bytes_in.load(Ordering::Relaxed);
     debug_assert!(counts.reconciles());
