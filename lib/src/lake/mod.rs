@@ -17,6 +17,7 @@
 pub mod compact;
 #[cfg(feature = "query")]
 pub mod convert;
+pub mod pages;
 #[cfg(feature = "query")]
 pub mod table;
 #[cfg(feature = "query")]
@@ -27,7 +28,6 @@ use std::path::{Path, PathBuf};
 
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowSchemaConverter;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
@@ -322,8 +322,8 @@ static LAKE_PARQUET_SCHEMA: std::sync::LazyLock<Option<SchemaDescriptor>> =
 /// files ([`writer_properties`]).
 pub fn ingest_file_writer<W: std::io::Write + Send>(
     w: W,
-) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
-    ArrowWriter::try_new_with_options(
+) -> Result<pages::IngestWriter<W>, parquet::errors::ParquetError> {
+    pages::IngestWriter::try_new(
         w,
         crate::schema::schema(),
         arrow_writer_options(&INGEST_PROPERTIES),
@@ -445,7 +445,7 @@ pub(crate) const MAX_OPEN_DAY_FILES: usize = 4;
 struct DayFile {
     day: i32,
     staged: PathBuf,
-    writer: ArrowWriter<File>,
+    writer: pages::IngestWriter<File>,
     rows: usize,
     /// Least and greatest `event_time` written (microseconds).
     time_range: Option<(i64, i64)>,
