@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -45,7 +44,6 @@ pub struct IngestWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    props: Arc<WriterProperties>,
     /// Leaf columns of each field, in schema order.
     leaves: Vec<std::ops::Range<usize>>,
     /// Whether each field's pages are [`TextChunk`]'s.
@@ -79,7 +77,7 @@ impl<W: Write + Send> IngestWriter<W> {
     pub fn try_new(w: W, schema: SchemaRef, options: ArrowWriterOptions) -> Result<Self> {
         let (file, factory) = ArrowWriter::try_new_with_options(w, schema.clone(), options)?
             .into_serialized_writer()?;
-        let props = file.properties().clone();
+        let props = file.properties();
         let descr = file.schema_descr();
         let mut leaves = Vec::with_capacity(schema.fields().len());
         let mut next = 0;
@@ -113,14 +111,13 @@ impl<W: Write + Send> IngestWriter<W> {
                 file_ok
                     && field.data_type() == &DataType::Utf8
                     && leaves.len() == 1
-                    && TextChunk::supports(&descr.column(leaves.start), &props)
+                    && TextChunk::supports(&descr.column(leaves.start), props)
             })
             .collect();
         Ok(IngestWriter {
             file,
             factory,
             schema,
-            props,
             leaves,
             ours,
             group: None,
@@ -139,7 +136,7 @@ impl<W: Write + Send> IngestWriter<W> {
             columns.push(if ours {
                 FieldWriter::Text(Box::new(TextChunk::new(
                     descr.column(leaves.start),
-                    &self.props,
+                    self.file.properties(),
                 )))
             } else {
                 FieldWriter::Arrow(writers)
@@ -158,7 +155,9 @@ impl<W: Write + Send> IngestWriter<W> {
             self.group = Some(self.new_group()?);
         }
         let buffered = self.in_progress_rows();
-        if let Some(max) = self.props.max_row_group_row_count()
+        let props = self.file.properties();
+        let (max_rows, max_bytes) = (props.max_row_group_row_count(), props.max_row_group_bytes());
+        if let Some(max) = max_rows
             && buffered + batch.num_rows() > max
         {
             let fits = max - buffered;
@@ -166,7 +165,7 @@ impl<W: Write + Send> IngestWriter<W> {
             self.flush()?;
             return self.write(&batch.slice(fits, batch.num_rows() - fits));
         }
-        if let Some(max) = self.props.max_row_group_bytes()
+        if let Some(max) = max_bytes
             && buffered > 0
         {
             let bytes = self.in_progress_size();
@@ -595,9 +594,8 @@ fn hybrid<T: Copy + Into<u32> + PartialEq>(out: &mut Vec<u8>, values: &[T], widt
                 run_start += fill;
                 packed(out, &values[literal_start..run_start], width);
             }
-            if j > run_start {
-                rle(out, v.into(), j - run_start, width);
-            }
+            // At most 7 values lent, so at least one is left for the run.
+            rle(out, v.into(), j - run_start, width);
             literal_start = j;
         }
         i = j;
@@ -651,6 +649,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::schema::types::ColumnPath;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     /// Text columns of every kind ingest has (a dictionary or not, zstd or not), beside
     /// columns arrow-rs writes (a number, a list of text).
