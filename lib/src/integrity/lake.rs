@@ -80,58 +80,67 @@ pub fn digest_rows(
             logs.into_iter().map(move |l| (*d, l))
         })
         .collect();
-    let text = |f: &dyn Fn(&Digest, Option<&ListedLog>) -> Option<String>| -> ArrayRef {
-        Arc::new(rows.iter().map(|(d, l)| f(d, *l)).collect::<StringArray>())
+    // Values are borrowed from the digests: cloning a digest's body (with every log it
+    // lists) for each of its rows made a digest of n logs cost O(n^2) allocations.
+    type Row<'d> = (&'d Digest, Option<&'d ListedLog>);
+    fn body(d: &Digest) -> Option<&DigestBody> {
+        d.body.as_ref().ok()
+    }
+    let text = |f: &dyn for<'d> Fn(Row<'d>) -> Option<&'d str>| -> ArrayRef {
+        Arc::new(rows.iter().map(|&r| f(r)).collect::<StringArray>())
     };
-    let body = |d: &Digest| d.body.as_ref().ok().cloned();
-    let time = |f: &dyn Fn(&Digest, Option<&ListedLog>) -> Option<i64>| -> ArrayRef {
+    let time = |f: &dyn Fn(Row<'_>) -> Option<i64>| -> ArrayRef {
         Arc::new(
             rows.iter()
-                .map(|(d, l)| f(d, *l))
+                .map(|&r| f(r))
                 .collect::<TimestampMicrosecondArray>()
                 .with_timezone("UTC"),
         )
     };
-    let b_text = |f: fn(&DigestBody) -> Option<String>| {
-        text(&move |d: &Digest, _: Option<&ListedLog>| body(d).and_then(|b| f(&b)))
+    let b_text = |f: for<'b> fn(&'b DigestBody) -> Option<&'b str>| {
+        text(&move |(d, _): Row<'_>| body(d).and_then(f))
     };
     let columns: Vec<ArrayRef> = vec![
-        text(&|d, _| Some(d.object.clone())),
-        text(&|d, _| Some(d.source_uri.clone())),
-        text(&|d, _| {
+        text(&|(d, _)| Some(&d.object)),
+        text(&|(d, _)| Some(&d.source_uri)),
+        text(&|(d, _)| {
             d.name
                 .as_ref()
-                .map(|n| n.account.clone())
-                .or_else(|| body(d)?.account_id)
+                .map(|n| n.account.as_str())
+                .or_else(|| body(d)?.account_id.as_deref())
         }),
-        text(&|d, _| d.name.as_ref().map(|n| n.region.clone())),
-        text(&|d, _| d.name.as_ref().map(|n| n.trail.clone())),
-        text(&|d, _| d.name.as_ref().map(|n| n.home_region.clone())),
-        time(&|d, _| d.body.as_ref().ok().map(|b| b.start)),
-        time(&|d, _| d.body.as_ref().ok().map(|b| b.end)),
-        b_text(|b| Some(b.end_text.clone())),
-        b_text(|b| Some(b.bucket.clone())),
-        b_text(|b| Some(b.key.clone())),
-        b_text(|b| Some(b.fingerprint.clone())),
-        b_text(|b| b.signature_algorithm.clone()),
-        text(&|d, _| d.signature.clone()),
-        text(&|d, _| Some(d.sha256.clone())),
-        b_text(|b| b.previous_bucket.clone()),
-        b_text(|b| b.previous_key.clone()),
-        b_text(|b| b.previous_hash.clone()),
-        b_text(|b| b.previous_signature.clone()),
-        text(&|d, _| d.body.as_ref().err().cloned()),
+        text(&|(d, _)| d.name.as_ref().map(|n| n.region.as_str())),
+        text(&|(d, _)| d.name.as_ref().map(|n| n.trail.as_str())),
+        text(&|(d, _)| d.name.as_ref().map(|n| n.home_region.as_str())),
+        time(&|(d, _)| body(d).map(|b| b.start)),
+        time(&|(d, _)| body(d).map(|b| b.end)),
+        b_text(|b| Some(&b.end_text)),
+        b_text(|b| Some(&b.bucket)),
+        b_text(|b| Some(&b.key)),
+        b_text(|b| Some(&b.fingerprint)),
+        b_text(|b| b.signature_algorithm.as_deref()),
+        text(&|(d, _)| d.signature.as_deref()),
+        text(&|(d, _)| Some(&d.sha256)),
+        b_text(|b| b.previous_bucket.as_deref()),
+        b_text(|b| b.previous_key.as_deref()),
+        b_text(|b| b.previous_hash.as_deref()),
+        b_text(|b| b.previous_signature.as_deref()),
+        text(&|(d, _)| d.body.as_ref().err().map(String::as_str)),
         Arc::new(
             rows.iter()
-                .map(|(d, _)| d.body.as_ref().map(|b| b.logs.len() as i64).unwrap_or(0))
+                .map(|(d, _)| body(d).map_or(0, |b| b.logs.len() as i64))
                 .collect::<Int64Array>(),
         ),
-        text(&|_, l| l.map(|l| l.bucket.clone())),
-        text(&|_, l| l.map(|l| l.key.clone())),
-        text(&|_, l| l.map(|l| canonical_key(&l.key).unwrap_or_else(|| l.key.clone()))),
-        text(&|_, l| l.map(|l| l.hash.clone())),
-        time(&|_, l| l.and_then(|l| l.oldest_event_time)),
-        time(&|_, l| l.and_then(|l| l.newest_event_time)),
+        text(&|(_, l)| l.map(|l| l.bucket.as_str())),
+        text(&|(_, l)| l.map(|l| l.key.as_str())),
+        Arc::new(
+            rows.iter()
+                .map(|(_, l)| l.map(|l| canonical_key(&l.key).unwrap_or_else(|| l.key.clone())))
+                .collect::<StringArray>(),
+        ),
+        text(&|(_, l)| l.map(|l| l.hash.as_str())),
+        time(&|(_, l)| l.and_then(|l| l.oldest_event_time)),
+        time(&|(_, l)| l.and_then(|l| l.newest_event_time)),
         Arc::new(
             TimestampMicrosecondArray::from(vec![ingested_at; rows.len()]).with_timezone("UTC"),
         ),
@@ -379,4 +388,127 @@ fn get(c: &Option<StringArray>, i: usize) -> Option<String> {
 fn int_at(c: &Option<Int64Array>, i: usize) -> Option<i64> {
     let c = c.as_ref()?;
     c.is_valid(i).then(|| c.value(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+
+    fn log(i: usize) -> ListedLog {
+        ListedLog {
+            bucket: "trail-bucket".into(),
+            key: format!("pre/AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/log{i}.json.gz"),
+            hash: format!("{i:064x}"),
+            oldest_event_time: Some(i as i64),
+            newest_event_time: (i > 0).then_some(10 * i as i64),
+        }
+    }
+
+    fn digest(name: &str, body: Result<DigestBody, String>) -> Digest {
+        Digest {
+            object: format!("AWSLogs/111122223333/CloudTrail-Digest/{name}"),
+            source_uri: format!("/t/{name}"),
+            name: None,
+            sha256: "ff".repeat(32),
+            signature: Some("5151".into()),
+            body,
+        }
+    }
+
+    /// One row per listed log, every column from the digest or that log; one row with
+    /// no log columns for a digest that could not be read.
+    #[test]
+    fn digest_rows_hold_each_listed_log_once() {
+        let body = DigestBody {
+            account_id: Some("111122223333".into()),
+            start: 1_000,
+            end: 2_000,
+            end_text: "2026-11-01T13:05:12Z".into(),
+            bucket: "trail-bucket".into(),
+            key: "digest-key".into(),
+            fingerprint: "ab".into(),
+            signature_algorithm: Some("SHA256withRSA".into()),
+            previous_bucket: None,
+            previous_key: None,
+            previous_hash: Some("cd".into()),
+            previous_signature: None,
+            logs: (0..3).map(log).collect(),
+        };
+        let good = digest("good", Ok(body));
+        let bad = digest("bad", Err("not a digest document".into()));
+        let batch = digest_rows(&[&good, &bad], 7).expect("rows");
+        assert_eq!(batch.num_rows(), 4);
+        let text = |name: &str| -> Vec<Option<String>> {
+            let c = batch.column_by_name(name).expect(name);
+            c.as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned))
+                .collect()
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            text("digest_object")[3],
+            s("AWSLogs/111122223333/CloudTrail-Digest/bad")
+        );
+        assert_eq!(
+            text("account_id"),
+            [
+                s("111122223333"),
+                s("111122223333"),
+                s("111122223333"),
+                None
+            ]
+        );
+        assert_eq!(
+            text("digest_s3_object"),
+            [s("digest-key"), s("digest-key"), s("digest-key"), None]
+        );
+        assert_eq!(
+            text("previous_digest_hash"),
+            [s("cd"), s("cd"), s("cd"), None]
+        );
+        assert_eq!(text("previous_digest_signature"), [None, None, None, None]);
+        assert_eq!(text("signature"), vec![s("5151"); 4]);
+        assert_eq!(
+            text("error"),
+            [None, None, None, s("not a digest document")]
+        );
+        assert_eq!(
+            text("log_sha256"),
+            [s(&log(0).hash), s(&log(1).hash), s(&log(2).hash), None]
+        );
+        assert_eq!(
+            text("log_object"),
+            [
+                s("AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/log0.json.gz"),
+                s("AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/log1.json.gz"),
+                s("AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/log2.json.gz"),
+                None
+            ]
+        );
+        let counts = batch.column_by_name("log_count").expect("log_count");
+        assert_eq!(
+            counts
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values(),
+            &[3, 3, 3, 0]
+        );
+        let times = |name: &str| -> Vec<Option<i64>> {
+            let c = batch.column_by_name(name).expect(name);
+            c.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(
+            times("digest_end_time"),
+            [Some(2_000), Some(2_000), Some(2_000), None]
+        );
+        assert_eq!(
+            times("log_newest_event_time"),
+            [None, Some(10), Some(20), None]
+        );
+        assert_eq!(times("ingested_at"), vec![Some(7); 4]);
+    }
 }
