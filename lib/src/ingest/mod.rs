@@ -664,7 +664,7 @@ fn read_body(
     read?;
     counts.bytes_decompressed = reader.offset();
     // What follows the last record (whitespace) is part of the bytes CloudTrail hashes.
-    io::copy(reader.get_mut(), &mut io::sink()).map_err(|e| {
+    reader.drain().map_err(|e| {
         fail(
             ObjectErrorKind::Read(ReadError::Io {
                 offset: counts.bytes_decompressed,
