@@ -12,6 +12,7 @@
 //! the orchestration: sources, [`ingest_object`], [`ingest_all`] and their counters.
 
 pub mod batch;
+mod gunzip;
 pub(crate) mod lenient;
 pub mod object_name;
 pub mod reader;

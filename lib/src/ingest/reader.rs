@@ -16,7 +16,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use flate2::bufread::MultiGzDecoder;
+use crate::ingest::gunzip::Gunzip;
 
 /// Bytes read from the source per refill.
 const CHUNK: usize = 256 * 1024;
@@ -118,7 +118,7 @@ pub fn decompressing<R: Read + Send + 'static>(src: R) -> io::Result<Decoded> {
     let mut input = SpareBufReader::new(src);
     let gzip = input.peek_start(2)? == [0x1f, 0x8b];
     let inner: Box<dyn Read + Send> = if gzip {
-        Box::new(MultiGzDecoder::new(input))
+        Box::new(Gunzip::new(input))
     } else {
         Box::new(input)
     };
