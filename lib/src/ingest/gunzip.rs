@@ -238,6 +238,7 @@ impl<R> Drop for Gunzip<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::reader::Chunked;
     use flate2::write::GzEncoder;
     use flate2::{Compression, GzBuilder};
     use proptest::prelude::*;
@@ -249,25 +250,10 @@ mod tests {
         e.finish().expect("finish")
     }
 
-    /// A source that hands out at most `step` bytes a read.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        step: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.step.min(out.len()).min(self.data.len());
-            out[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
     /// Everything `Gunzip` reads from `data`, fed `step` bytes at a time and read `chunk`
     /// bytes at a time.
     fn ours(data: &[u8], step: usize, chunk: usize) -> io::Result<Vec<u8>> {
-        let src = io::BufReader::with_capacity(step.max(1), Trickle { data, step });
+        let src = io::BufReader::with_capacity(step.max(1), Chunked(data, step));
         let mut g = Gunzip::new(src);
         let mut out = Vec::new();
         let mut buf = vec![0u8; chunk];

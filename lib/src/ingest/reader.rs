@@ -861,6 +861,20 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// A test source that hands out its bytes at most `.1` at a time.
+#[cfg(test)]
+pub(crate) struct Chunked<'a>(pub &'a [u8], pub usize);
+
+#[cfg(test)]
+impl Read for Chunked<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.len().min(self.1).min(out.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,15 +958,6 @@ mod tests {
     }
 
     fn collect(input: &[u8], chunk: usize) -> Result<Vec<String>, ReadError> {
-        struct Chunked<'a>(&'a [u8], usize);
-        impl Read for Chunked<'_> {
-            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(self.1).min(out.len());
-                out[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let mut r = RecordReader::new(Chunked(input, chunk));
         let mut out = Vec::new();
         while let Some(item) = r.next_item()? {
