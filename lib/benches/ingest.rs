@@ -29,7 +29,9 @@
 //! `open`: the table's open time after `KMS_AUDIT_BENCH_COMMITS` commits, default 10,000),
 //! `KMS_AUDIT_BENCH_EVERY` (with `ONLY=parse`: every Nth
 //! object only, so an instruction-level profile of a fraction of the corpus still sees
-//! objects of the real size).
+//! objects of the real size), `KMS_AUDIT_BENCH_TRAIL` (a directory of CloudTrail logs to
+//! measure instead of the generated corpus; it must hold logs only, since every phase but
+//! end to end reads its files as logs).
 
 use std::fs;
 use std::io::{self, Read};
@@ -165,6 +167,30 @@ fn corpus(dir: &Path, target_mb: u64) -> io::Result<(PathBuf, Vec<PathBuf>)> {
         trail,
         objects.iter().map(|o| o.path().to_path_buf()).collect(),
     ))
+}
+
+/// An existing trail and its objects, which must all be logs: a digest would be ingested
+/// by end to end but read as a log by the other phases, and the ratios would compare
+/// different work.
+fn logs_of(trail: PathBuf) -> io::Result<(PathBuf, Vec<PathBuf>)> {
+    let (objects, _) = local_sources(std::slice::from_ref(&trail))?;
+    if let Some(d) = objects
+        .iter()
+        .find(|o| kms_audit::ingest::object_name::is_digest_name(&o.path().to_string_lossy()))
+    {
+        return Err(io::Error::other(format!(
+            "KMS_AUDIT_BENCH_TRAIL holds a digest ({}): give it a tree of the logs alone",
+            d.path().display()
+        )));
+    }
+    if objects.is_empty() {
+        return Err(io::Error::other(format!(
+            "KMS_AUDIT_BENCH_TRAIL: no log under {}",
+            trail.display()
+        )));
+    }
+    let files = objects.iter().map(|o| o.path().to_path_buf()).collect();
+    Ok((trail, files))
 }
 
 /// Seconds per stage of parse + extract, on bytes decompressed beforehand.
@@ -468,7 +494,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("open") {
         return open_after_commits(&lakes_dir(&dir), env_u64("KMS_AUDIT_BENCH_COMMITS", 10_000));
     }
-    let (trail, files) = corpus(&dir.join("corpus"), target_mb)?;
+    let (trail, files) = match std::env::var_os("KMS_AUDIT_BENCH_TRAIL") {
+        Some(t) => logs_of(PathBuf::from(t))?,
+        None => corpus(&dir.join("corpus"), target_mb)?,
+    };
     let lakes = lakes_dir(&dir);
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("e2e") {
         // The end-to-end phase alone (for profiling it).
@@ -506,9 +535,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parquet") {
-        if !lakes.join("lake-1/kms_events").exists() {
-            end_to_end_one_core(&lakes, &trail)?;
-        }
+        // Written afresh: the lake a run left may be of another trail.
+        end_to_end_one_core(&lakes, &trail)?;
         return parquet_by_batch_rows(&lakes.join("lake-1"));
     }
     if std::env::var("KMS_AUDIT_BENCH_ONLY").as_deref() == Ok("parse") {
