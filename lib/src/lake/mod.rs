@@ -357,7 +357,10 @@ pub(crate) fn compacted_writer_properties() -> WriterProperties {
 
 /// Columns zstd-compressed in ingest's files: the ones where it at least halves the bytes
 /// even in a small file (unique ids, ARNs, the request block and the encryption context's
-/// values).
+/// values), and the source object: its dictionary holds every object's key, which share
+/// long prefixes, and where objects carry few KMS events it is the third largest column
+/// (13.3 bytes per event on a trail of 13 KMS events per object; zstd level 1 takes its
+/// dictionary from 438 KB to 44 KB).
 pub(crate) const INGEST_ZSTD_COLUMNS: &[&str] = &[
     "event_id",
     "request_id",
@@ -366,6 +369,7 @@ pub(crate) const INGEST_ZSTD_COLUMNS: &[&str] = &[
     "access_key_id",
     "request_parameters",
     "encryption_context.entries.values",
+    "source_object",
 ];
 
 fn zstd() -> Compression {
