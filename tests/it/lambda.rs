@@ -283,3 +283,61 @@ fn near_its_deadline_the_function_reads_nothing_more_and_sqs_retries_the_rest() 
     assert!(failures(&answer).is_empty());
     assert_eq!(env.event_ids(&lake), ["d1", "d2"]);
 }
+
+/// The versions of `kms_events` that have a checkpoint in the S3 lake.
+fn checkpoints(env: &S3Env, lake: &S3Uri) -> Vec<u64> {
+    let log = format!("{}/kms_events/_delta_log/", lake.key.trim_end_matches('/'));
+    let mut v: Vec<u64> = env
+        .keys(&lake.bucket, &log)
+        .iter()
+        .filter_map(|k| k.rsplit('/').next()?.strip_suffix(".checkpoint.parquet"))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_batch_of_many_objects_is_followed_by_a_checkpoint() {
+    let Some(env) = S3Env::connect() else { return };
+    let (trail, lake, handler) = setup(&env);
+    let batch = |first: usize, n: usize| {
+        let messages: Vec<(String, String)> = (first..first + n)
+            .map(|i| {
+                let key = format!(
+                    "{PREFIX}111122223333_CloudTrail_us-east-1_20261101T{:02}{:02}Z_c{i}.json.gz",
+                    i / 60 % 24,
+                    i % 60
+                );
+                env.put(&trail, &key, object(&[&format!("c{i}")]));
+                let body = json!({"Records": [s3_record(&trail, &key)]}).to_string();
+                (format!("m-{i}"), body)
+            })
+            .collect();
+        let refs: Vec<(&str, String)> = messages
+            .iter()
+            .map(|(id, b)| (id.as_str(), b.clone()))
+            .collect();
+        sqs(&refs)
+    };
+    // A small batch leaves the log to the checkpoint every 100 versions.
+    let answer = invoke(&env, &handler, batch(0, 3)).expect("answered");
+    assert!(failures(&answer).is_empty());
+    assert!(checkpoints(&env, &lake).is_empty());
+    // A batch of CHECKPOINT_OBJECTS objects lists them all in its entry: a checkpoint of
+    // its version follows, so readers do not replay it.
+    let n = ingest_fn::CHECKPOINT_OBJECTS;
+    let answer = invoke(&env, &handler, batch(3, n)).expect("answered");
+    assert!(failures(&answer).is_empty());
+    assert_eq!(env.event_ids(&lake).len(), 3 + n);
+    let cps = checkpoints(&env, &lake);
+    assert_eq!(cps.len(), 1, "{cps:?}");
+    let last = env
+        .get(
+            &lake.bucket,
+            &format!("{}/kms_events/_delta_log/_last_checkpoint", lake.key),
+        )
+        .expect("_last_checkpoint");
+    let last: Value = serde_json::from_slice(&last).expect("json");
+    assert_eq!(last["version"].as_u64(), Some(cps[0]));
+}

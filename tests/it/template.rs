@@ -279,3 +279,32 @@ fn the_detect_function_reaches_security_hub_and_eventbridge_only_where_chosen() 
     assert!(text.contains("event-bus/${AlertEventBusName}"), "{text}");
     assert!(!text.contains("securityhub:*") && !text.contains("events:*"));
 }
+
+#[test]
+fn ingest_batches_are_large_and_the_queue_outlasts_them() {
+    let t = template();
+    let f = &t["Resources"]["IngestFunction"]["Properties"];
+    let sqs = &f["Events"]["TrailObjects"]["Properties"];
+    let param = |p: &str| {
+        let name = match &sqs[p] {
+            Value::Tagged(r) if r.tag == "Ref" => r.value.as_str(),
+            v => v["Ref"].as_str(),
+        };
+        &t["Parameters"][name.unwrap_or_else(|| panic!("{p} is a parameter"))]
+    };
+    let number = |v: &Value| v.as_u64().expect("a number");
+    // One invocation is one commit: batches of a few objects gave a file per object.
+    assert!(number(&param("BatchSize")["Default"]) >= 100);
+    let window = param("MaximumBatchingWindowInSeconds");
+    assert!(number(&window["Default"]) >= 60);
+    // Lambda requires a window of at least 1 s for batches of more than 10, and at most 300.
+    assert!(number(&window["MinValue"]) >= 1);
+    assert!(number(&window["MaxValue"]) <= 300);
+    assert!(number(&param("BatchSize")["MaxValue"]) <= 10_000);
+    // Lambda's SQS integration asks for six times the function timeout plus the window.
+    let queue = &t["Resources"]["IngestQueue"]["Properties"];
+    assert!(
+        number(&queue["VisibilityTimeout"])
+            >= 6 * number(&f["Timeout"]) + number(&window["MaxValue"])
+    );
+}
