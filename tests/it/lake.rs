@@ -10,7 +10,7 @@ use kms_audit::ingest::{
     IngestOptions, LocalFile, SourceObject, ingest_all, ingest_with, local_sources, read_object,
 };
 use kms_audit::lake::compact::{CompactOptions, compact};
-use kms_audit::lake::table::{AsOf, Location, ObjectRecord, Tables};
+use kms_audit::lake::table::{AsOf, CHECKPOINT_INTERVAL, Location, ObjectRecord, Tables};
 use kms_audit::lake::{LakeStore, LocalLake};
 use kms_audit::s3::S3Uri;
 use kms_audit_generate::{GenConfig, Manifest, generate_tree};
@@ -141,6 +141,15 @@ fn data_files_on_disk(root: &Path) -> usize {
         .count()
 }
 
+/// The checkpoints of a run's commits: after each of the first `full` (of
+/// `checkpoint_objects` objects or more) and at every `CHECKPOINT_INTERVAL` versions.
+fn expected_checkpoints(versions: &[i64], full: usize) -> BTreeSet<i64> {
+    let interval = CHECKPOINT_INTERVAL as i64;
+    let mut want: BTreeSet<i64> = versions[..full].iter().copied().collect();
+    want.extend(versions.iter().filter(|v| (*v + 1) % interval == 0));
+    want
+}
+
 fn tables(root: &Path) -> (Location, Tables) {
     let loc = Location::local(root).expect("location");
     (loc.clone(), Tables::new(loc))
@@ -165,7 +174,8 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
         objs.len().div_ceil(100),
         "one commit per 100 objects"
     );
-    // A checkpoint follows every commit of `checkpoint_objects` or more: the full ones.
+    // A checkpoint follows every commit of `checkpoint_objects` or more (the full ones),
+    // besides those of every `CHECKPOINT_INTERVAL` versions.
     let full = objs.len() / 100;
     assert!(full >= 2, "{} objects", objs.len());
     let checkpoints: BTreeSet<i64> = std::fs::read_dir(root.join("kms_events/_delta_log"))
@@ -175,13 +185,7 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
             name.strip_suffix(".checkpoint.parquet")?.parse().ok()
         })
         .collect();
-    assert_eq!(
-        checkpoints,
-        run.versions[..full]
-            .iter()
-            .copied()
-            .collect::<BTreeSet<_>>()
-    );
+    assert_eq!(checkpoints, expected_checkpoints(&run.versions, full));
     // Rows of many objects share files: about one per worker, day and commit (48 hours
     // touch at most 3 days).
     let days = 3;
@@ -753,15 +757,23 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
         checkpoint_objects: 4,
         ..IngestOptions::default()
     };
+    let mut want_checkpoints = BTreeSet::new();
     std::thread::scope(|s| {
-        for src in ["a", "b"] {
-            let (env, uri, opts, dir) = (&env, &uri, &opts, dir.path());
-            s.spawn(move || {
-                let lake = env.lake(uri);
-                let run =
-                    ingest_with(&objects(&dir.join(src)), &lake, opts, &|_| {}).expect("ingest");
-                assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
-            });
+        let runs: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|src| {
+                let (env, uri, opts, dir) = (&env, &uri, &opts, dir.path());
+                s.spawn(move || {
+                    let lake = env.lake(uri);
+                    let objs = objects(&dir.join(src));
+                    let run = ingest_with(&objs, &lake, opts, &|_| {}).expect("ingest");
+                    assert_eq!(run.objects_failed, 0, "{:?}", run.failures);
+                    expected_checkpoints(&run.versions, objs.len() / 4)
+                })
+            })
+            .collect();
+        for r in runs {
+            want_checkpoints.extend(r.join().expect("writer"));
         }
     });
     let ids = env.event_ids(&uri);
@@ -778,13 +790,18 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
         + objects(&dir.path().join("b")).len().div_ceil(4);
     assert_eq!(logs.len(), expected, "{logs:?}");
     // A checkpoint of every full commit's version, whoever wrote the latest one.
-    let checkpoints = env
+    let checkpoints: BTreeSet<i64> = env
         .keys(&bucket, "lake/kms_events/_delta_log/")
         .into_iter()
-        .filter(|k| k.ends_with(".checkpoint.parquet"))
-        .count();
-    let full = objects(&dir.path().join("a")).len() / 4 + objects(&dir.path().join("b")).len() / 4;
-    assert_eq!(checkpoints, full);
+        .filter_map(|k| {
+            k.rsplit('/')
+                .next()?
+                .strip_suffix(".checkpoint.parquet")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(checkpoints, want_checkpoints);
     let lake = env.lake(&uri);
     let again = ingest_all(&objects(dir.path()), &lake, &|_| {}).expect("ingest");
     assert_eq!(again.counts.records, 0, "both writers' objects recorded");

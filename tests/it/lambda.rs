@@ -320,7 +320,7 @@ fn a_batch_of_many_objects_is_followed_by_a_checkpoint() {
             .collect();
         sqs(&refs)
     };
-    // A small batch leaves the log to the checkpoint every 100 versions.
+    // A small batch leaves the log to the checkpoint every `CHECKPOINT_INTERVAL` versions.
     let answer = invoke(&env, &handler, batch(0, 3)).expect("answered");
     assert!(failures(&answer).is_empty());
     assert!(checkpoints(&env, &lake).is_empty());
