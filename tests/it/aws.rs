@@ -112,6 +112,15 @@ impl S3Env {
             .collect()
     }
 
+    /// The versions of `kms_events` that have a checkpoint in the S3 lake at `lake`.
+    pub fn checkpoints(&self, lake: &S3Uri) -> std::collections::BTreeSet<i64> {
+        let log = format!("{}/kms_events/_delta_log/", lake.key.trim_end_matches('/'));
+        self.keys(&lake.bucket, &log)
+            .iter()
+            .filter_map(|k| checkpoint_version(k))
+            .collect()
+    }
+
     /// Uploads every file under `root` with its relative path as the key, under `prefix`.
     pub fn upload_tree(&self, bucket: &str, prefix: &str, root: &Path) -> usize {
         let mut n = 0;
@@ -148,6 +157,15 @@ impl S3Env {
             ))
             .expect("sql"))
     }
+}
+
+/// The version of a Delta checkpoint from its file name or key (`…/00…09.checkpoint.parquet`).
+pub fn checkpoint_version(path: &str) -> Option<i64> {
+    path.rsplit('/')
+        .next()?
+        .strip_suffix(".checkpoint.parquet")?
+        .parse()
+        .ok()
 }
 
 pub fn ids(batches: &[arrow::array::RecordBatch]) -> Vec<String> {

@@ -16,7 +16,7 @@ use kms_audit::s3::S3Uri;
 use kms_audit_generate::{GenConfig, Manifest, generate_tree};
 use serde_json::Value;
 
-use crate::aws::{S3Env, local_event_ids};
+use crate::aws::{S3Env, checkpoint_version, local_event_ids};
 
 /// A multi-account, multi-region tree: `hours` hours, 4 objects an hour per account and
 /// region.
@@ -180,10 +180,7 @@ fn a_batched_ingest_is_read_the_same_by_independent_readers() {
     assert!(full >= 2, "{} objects", objs.len());
     let checkpoints: BTreeSet<i64> = std::fs::read_dir(root.join("kms_events/_delta_log"))
         .expect("log")
-        .filter_map(|e| {
-            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".checkpoint.parquet")?.parse().ok()
-        })
+        .filter_map(|e| checkpoint_version(&e.expect("entry").file_name().to_string_lossy()))
         .collect();
     assert_eq!(checkpoints, expected_checkpoints(&run.versions, full));
     // Rows of many objects share files: about one per worker, day and commit (48 hours
@@ -790,18 +787,7 @@ fn two_writers_on_an_s3_lake_commit_every_row() {
         + objects(&dir.path().join("b")).len().div_ceil(4);
     assert_eq!(logs.len(), expected, "{logs:?}");
     // A checkpoint of every full commit's version, whoever wrote the latest one.
-    let checkpoints: BTreeSet<i64> = env
-        .keys(&bucket, "lake/kms_events/_delta_log/")
-        .into_iter()
-        .filter_map(|k| {
-            k.rsplit('/')
-                .next()?
-                .strip_suffix(".checkpoint.parquet")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    assert_eq!(checkpoints, want_checkpoints);
+    assert_eq!(env.checkpoints(&uri), want_checkpoints);
     let lake = env.lake(&uri);
     let again = ingest_all(&objects(dir.path()), &lake, &|_| {}).expect("ingest");
     assert_eq!(again.counts.records, 0, "both writers' objects recorded");

@@ -294,13 +294,14 @@ fn ingest_batches_are_large_and_the_queue_outlasts_them() {
     };
     let number = |v: &Value| v.as_u64().expect("a number");
     // One invocation is one commit: batches of a few objects gave a file per object.
-    assert!(number(&param("BatchSize")["Default"]) >= 100);
+    let batch = param("BatchSize");
+    assert!(number(&batch["Default"]) >= 100);
     let window = param("MaximumBatchingWindowInSeconds");
     assert!(number(&window["Default"]) >= 60);
     // Lambda requires a window of at least 1 s for batches of more than 10, and at most 300.
     assert!(number(&window["MinValue"]) >= 1);
     assert!(number(&window["MaxValue"]) <= 300);
-    assert!(number(&param("BatchSize")["MaxValue"]) <= 10_000);
+    assert!(number(&batch["MaxValue"]) <= 10_000);
     // Lambda's SQS integration asks for six times the function timeout plus the window.
     let queue = &t["Resources"]["IngestQueue"]["Properties"];
     assert!(
