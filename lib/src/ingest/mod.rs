@@ -947,9 +947,8 @@ pub struct IngestOptions {
     /// A commit listing at least this many objects is followed by a checkpoint. Its log
     /// entry lists them (about 570 bytes each) and readers replay every entry after the
     /// last checkpoint (one every `CHECKPOINT_INTERVAL` versions otherwise), so the replay
-    /// then holds none
-    /// of the large ones. The default, 2,000, is an entry of about 1 MB; the Lambda, whose
-    /// batches are smaller and more frequent, checkpoints after 100.
+    /// then holds none of the large ones. The default, 2,000, is an entry of about 1 MB;
+    /// the Lambda, whose batches are smaller and more frequent, checkpoints after 100.
     pub checkpoint_objects: usize,
     /// Read objects the lake already holds again (their rows are then in the table twice
     /// until compaction drops the duplicate event ids).

@@ -53,8 +53,8 @@ const SYNC_APP_ID: &str = "kms_events";
 /// A new table's checkpoint interval (`delta.checkpointInterval`; delta-rs's default is
 /// 100). Every commit and every reader loads the last checkpoint and replays the entries
 /// after it: with 100, a lake committed 9 objects at a time (as the Lambda's 5-minute
-/// batches do) took 24.1 s of CPU for 96 commits, with 10 it took 6.5 s, the checkpoints
-/// included. Older tables keep the interval they were created with.
+/// batches do) took 31.3 to 31.8 s of CPU for 96 commits, with 10 it took 9.8 s, the
+/// checkpoints included. Older tables keep the interval they were created with.
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 /// At most this many `kms_events` entries without objects are left unrecorded by a sync;
 /// past them it commits its progress, so no sync ever reads more of them.
